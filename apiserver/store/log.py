@@ -1,0 +1,296 @@
+"""The revision log: one SQL table where every write appends a row.
+
+Kine's design on SQLAlchemy 2. A row is one version of one key; its `id` is the global
+revision, which the API shows as `resourceVersion`. Optimistic concurrency is one comparison
+(the key's latest row must be the revision the writer read) guarded by a unique index on
+`(name, prev_revision)`, so two writers racing from the same version cannot both append.
+Deletes append a tombstone that keeps the last value, so a watch can still report it.
+
+Writes are serialised by one lock in this process (the apiserver is the only writer), which
+also makes revisions commit in order: a watcher that has seen revision N has seen everything
+below N. SQLite runs in WAL mode with synchronous=FULL: an acknowledged write survives a
+`kill -9` and a power cut. PostgreSQL is used by URL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from apiserver.store import errors
+
+metadata = sa.MetaData()
+
+kine = sa.Table(
+    "kine",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("name", sa.String(630, collation="C").with_variant(sa.String(630), "sqlite"),
+              nullable=False),
+    sa.Column("created", sa.SmallInteger, nullable=False),
+    sa.Column("deleted", sa.SmallInteger, nullable=False),
+    sa.Column("create_revision", sa.BigInteger, nullable=False),
+    sa.Column("prev_revision", sa.BigInteger, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Index("kine_name_prev_revision_uindex", "name", "prev_revision", unique=True),
+    sa.Index("kine_name_id_index", "name", "id"),
+)
+
+meta_table = sa.Table(
+    "storagelab_meta",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+COMPACT_KEY = "compact_revision"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One version of a key as the store holds it."""
+
+    key: str
+    revision: int
+    create_revision: int
+    prev_revision: int
+    created: bool
+    deleted: bool
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change to one key: the row written and, when there was one, the value before it."""
+
+    row: Row
+    prev_value: bytes | None
+
+    @property
+    def type(self) -> str:
+        if self.row.deleted:
+            return "DELETED"
+        return "ADDED" if self.row.created else "MODIFIED"
+
+
+def _row(r: Any) -> Row:
+    return Row(key=r.name, revision=r.id, create_revision=r.create_revision,
+               prev_revision=r.prev_revision, created=bool(r.created),
+               deleted=bool(r.deleted), value=bytes(r.value))
+
+
+def prefix_end(prefix: str) -> str:
+    """The smallest string greater than every string that starts with `prefix`."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for the log: WAL and full sync on SQLite, a pool sized for the server."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                  pool_size=20, max_overflow=20)
+        sa_event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Log:
+    """Append-only versions of keys, read by key, by prefix and by revision."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+        self._write_lock = threading.Lock()
+        with engine.connect() as conn:
+            self._revision = int(conn.execute(sa.select(sa.func.max(kine.c.id))).scalar() or 0)
+            self._compacted = self._read_compacted(conn)
+        self._revision = max(self._revision, self._compacted)
+
+    # ---- reads -------------------------------------------------------------------------
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def compacted_revision(self) -> int:
+        return self._compacted
+
+    def get(self, key: str) -> Row | None:
+        """The key's latest row, or None when it does not exist or is deleted."""
+        with self.engine.connect() as conn:
+            row = self._latest(conn, key)
+        return None if row is None or row.deleted else row
+
+    def list(self, prefix: str, *, revision: int = 0, start_after: str = "",
+             limit: int = 0) -> tuple[int, list[Row]]:
+        """Live rows under `prefix` as of `revision` (0 = now), ordered by key.
+
+        Returns the revision the list is consistent with and the rows.
+        """
+        current = self._revision
+        if revision and revision > current:
+            raise errors.FutureRevision(revision, current)
+        if revision and revision < self._compacted:
+            raise errors.Compacted(revision, self._compacted)
+        at = revision or current
+        latest = (
+            sa.select(kine.c.name, sa.func.max(kine.c.id).label("id"))
+            .where(kine.c.name >= prefix, kine.c.name < prefix_end(prefix), kine.c.id <= at)
+            .group_by(kine.c.name)
+            .subquery()
+        )
+        query = (sa.select(kine).join(latest, kine.c.id == latest.c.id)
+                 .where(kine.c.deleted == 0).order_by(kine.c.name))
+        if start_after:
+            query = query.where(kine.c.name > start_after)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = [_row(r) for r in conn.execute(query)]
+        return at, rows
+
+    def count(self, prefix: str) -> int:
+        return len(self.list(prefix)[1])
+
+    def events_after(self, prefix: str, revision: int, *, until: int = 0) -> list[Event]:
+        """Every change under `prefix` with a revision above `revision` (up to `until`)."""
+        if revision < self._compacted:
+            raise errors.Compacted(revision, self._compacted)
+        prev = kine.alias("prev")
+        query = (
+            sa.select(kine, prev.c.value.label("prev_value"))
+            .outerjoin(prev, prev.c.id == kine.c.prev_revision)
+            .where(kine.c.id > revision, kine.c.name >= prefix, kine.c.name < prefix_end(prefix))
+            .order_by(kine.c.id)
+        )
+        if until:
+            query = query.where(kine.c.id <= until)
+        with self.engine.connect() as conn:
+            return [Event(_row(r), None if r.prev_value is None else bytes(r.prev_value))
+                    for r in conn.execute(query)]
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def create(self, key: str, value: bytes) -> Event:
+        """Append the first version of `key`; KeyExists when a live version is there."""
+        def build(latest: Row | None, rev: int) -> tuple[dict[str, Any], bytes | None]:
+            if latest is not None and not latest.deleted:
+                raise errors.KeyExists(key)
+            prev = latest.revision if latest is not None else 0
+            return dict(created=1, deleted=0, create_revision=rev, prev_revision=prev,
+                        value=value), None
+        return self._append(key, build)
+
+    def update(self, key: str, value: bytes, expected_revision: int) -> Event:
+        """Append a new version; the key's latest must be `expected_revision` (0 = any)."""
+        def build(latest: Row | None, rev: int) -> tuple[dict[str, Any], bytes | None]:
+            live = self._require_live(key, latest, expected_revision)
+            return dict(created=0, deleted=0, create_revision=live.create_revision,
+                        prev_revision=live.revision, value=value), live.value
+        return self._append(key, build)
+
+    def delete(self, key: str, expected_revision: int = 0) -> Event:
+        """Append a tombstone carrying the last value; the latest must be `expected_revision`."""
+        def build(latest: Row | None, rev: int) -> tuple[dict[str, Any], bytes | None]:
+            live = self._require_live(key, latest, expected_revision)
+            return dict(created=0, deleted=1, create_revision=live.create_revision,
+                        prev_revision=live.revision, value=live.value), live.value
+        return self._append(key, build)
+
+    @staticmethod
+    def _require_live(key: str, latest: Row | None, expected: int) -> Row:
+        if latest is None or latest.deleted:
+            raise errors.KeyNotFound(key)
+        if expected and latest.revision != expected:
+            raise errors.RevisionConflict(key, expected, latest.revision)
+        return latest
+
+    def _append(self, key: str, build: Any) -> Event:
+        with self._write_lock:
+            rev = self._revision + 1
+            try:
+                with self.engine.begin() as conn:
+                    latest = self._latest(conn, key)
+                    values, prev_value = build(latest, rev)
+                    conn.execute(sa.insert(kine).values(id=rev, name=key, ts=time.time(),
+                                                        **values))
+            except IntegrityError as e:
+                raise self._integrity(key, e) from e
+            except OperationalError as e:
+                raise errors.StoreError(f"database write failed: {e.orig}") from e
+            self._revision = rev
+        row = Row(key=key, revision=rev, create_revision=values["create_revision"],
+                  prev_revision=values["prev_revision"], created=bool(values["created"]),
+                  deleted=bool(values["deleted"]), value=values["value"])
+        return Event(row, prev_value)
+
+    def _integrity(self, key: str, e: IntegrityError) -> errors.StoreError:
+        # Another process appended to the same key (or took our revision): re-read the
+        # true state so the caller retries from it.
+        with self.engine.connect() as conn:
+            self._revision = max(self._revision,
+                                 int(conn.execute(sa.select(sa.func.max(kine.c.id))).scalar() or 0))
+        return errors.RevisionConflict(key, 0, -1)
+
+    @staticmethod
+    def _latest(conn: Connection, key: str) -> Row | None:
+        r = conn.execute(sa.select(kine).where(kine.c.name == key)
+                         .order_by(kine.c.id.desc()).limit(1)).first()
+        return None if r is None else _row(r)
+
+    # ---- compaction --------------------------------------------------------------------
+
+    def compact(self, *, keep_revisions: int = 1000, keep_seconds: float = 300.0) -> int:
+        """Drop superseded rows and tombstones older than both horizons; returns the new one."""
+        with self.engine.connect() as conn:
+            old_enough = conn.execute(sa.select(sa.func.max(kine.c.id))
+                                      .where(kine.c.ts < time.time() - keep_seconds)).scalar()
+        target = min(self._revision - keep_revisions, int(old_enough or 0))
+        if target <= self._compacted:
+            return self._compacted
+        with self._write_lock, self.engine.begin() as conn:
+            superseded = sa.select(kine.c.prev_revision).where(kine.c.id <= target)
+            conn.execute(sa.delete(kine).where(kine.c.id.in_(superseded)))
+            conn.execute(sa.delete(kine).where(kine.c.deleted == 1, kine.c.id <= target))
+            self._write_compacted(conn, target)
+            self._compacted = target
+        return target
+
+    @staticmethod
+    def _read_compacted(conn: Connection) -> int:
+        value = conn.execute(sa.select(meta_table.c.value)
+                             .where(meta_table.c.name == COMPACT_KEY)).scalar()
+        return int(value or 0)
+
+    @staticmethod
+    def _write_compacted(conn: Connection, revision: int) -> None:
+        updated = conn.execute(sa.update(meta_table).where(meta_table.c.name == COMPACT_KEY)
+                               .values(value=revision))
+        if updated.rowcount == 0:
+            conn.execute(sa.insert(meta_table).values(name=COMPACT_KEY, value=revision))
+
+    def size(self) -> int:
+        """Rows held, for /metrics."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(kine)).scalar() or 0)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,1 @@
+"""Controllers that make storage converge: binder, provisioner, reclaim, protection, scheduler."""

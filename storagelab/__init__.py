@@ -1,0 +1,1 @@
+"""The storagelab command line and the supervision of the embedded control plane."""

@@ -1,0 +1,369 @@
+"""Property tests: the binder's pure decisions, driven by a simulated controller loop.
+
+Hypothesis creates and deletes PVs and PVCs in any order and syncs them one by one, with the
+controller "crashing" between any two writes of a bind. Whatever happens, no PV is bound to
+two claims and a bound PV satisfies its claim; once the loop settles, every claim that some
+volume could serve is Bound. The index is also checked against the plain per-volume matcher,
+and binding 10,000 claims must take near-linear time, with thousands of Released volumes around.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from storage import binder_decisions as bd
+from storage import matching
+from tests.unit.test_matching import ROX, RWO, RWX, pv, pvc, ref_to
+
+Obj = dict[str, Any]
+
+
+class Cluster:
+    """An in-memory API server plus the controller loop over the pure decisions."""
+
+    def __init__(self) -> None:
+        self.pvs: dict[str, Obj] = {}
+        self.pvcs: dict[str, Obj] = {}
+        self.index = matching.VolumeIndex()
+        self.revision = 0
+        self.next_uid = 0
+        self.pv_count = 0
+
+    def _stamp(self, obj: Obj) -> Obj:
+        self.revision += 1
+        obj["metadata"]["resourceVersion"] = str(self.revision)
+        return obj
+
+    def create_pv(self, volume: Obj) -> None:
+        volume["metadata"]["name"] = f"pv-{self.pv_count}"
+        self.pv_count += 1
+        volume["status"] = {"phase": "Pending"}  # the apiserver's default
+        self._store_pv(self._stamp(volume))
+
+    def create_pvc(self, claim: Obj) -> None:
+        key = matching.claim_key(claim)
+        if key in self.pvcs:
+            return
+        self.next_uid += 1
+        claim["metadata"]["uid"] = f"claim-uid-{self.next_uid}"
+        claim["status"] = {"phase": "Pending"}
+        self.pvcs[key] = self._stamp(claim)
+
+    def _store_pv(self, volume: Obj) -> None:
+        self.pvs[matching.name_of(volume)] = volume
+        self.index.upsert(volume)
+
+    def delete_pv(self, name: str) -> None:
+        self.pvs.pop(name, None)
+        self.index.remove(name)
+
+    def delete_pvc(self, key: str) -> None:
+        self.pvcs.pop(key, None)
+
+    def write(self, write: bd.Write) -> None:
+        obj = self._stamp(write.obj)
+        if write.kind == "PersistentVolume":
+            self._store_pv(obj)
+        else:
+            self.pvcs[matching.claim_key(obj)] = obj
+
+    def sync_claim(self, key: str, crash_after: int | None = None) -> int:
+        claim = self.pvcs.get(key)
+        if claim is None:
+            return 0
+        named = matching.volume_name_of_claim(claim)
+        action = bd.decide_claim(claim, self.pvs.get(named) if named else None, self.index)
+        if isinstance(action, (bd.BindVolumeToClaim, bd.CompleteBindOnClaim)):
+            named = action.volume_name
+        return self._execute(action, key, named, crash_after)
+
+    def sync_volume(self, name: str, crash_after: int | None = None) -> int:
+        volume = self.pvs.get(name)
+        if volume is None:
+            return 0
+        ref = matching.claim_ref(volume)
+        claim = self.pvcs.get(matching.claim_ref_key(ref)) if ref else None
+        action = bd.decide_volume(volume, claim)
+        if action == bd.ReclaimVolume("Delete"):
+            self.delete_pv(name)  # what the deleter does, eventually
+            return 1
+        return self._execute(action, None, name, crash_after)
+
+    def _execute(self, action: Any, key: str | None, name: str, crash_after: int | None) -> int:
+        done = 0
+        while crash_after is None or done < crash_after:
+            claim = self.pvcs.get(key) if key else None
+            write = bd.next_write(action, claim, self.pvs.get(name) if name else None)
+            if write is None:
+                break
+            self.write(write)
+            done += 1
+        return done
+
+    def settle(self) -> None:
+        for _ in range(50):
+            writes = sum(self.sync_volume(name) for name in sorted(self.pvs))
+            writes += sum(self.sync_claim(key) for key in sorted(self.pvcs))
+            if writes == 0:
+                return
+        raise AssertionError("the controller loop did not settle")
+
+
+# ---------------------------------------------------------------------------------------------
+# Invariants.
+
+
+def check_safety(cluster: Cluster) -> None:
+    """No PV bound to two claims; a Bound claim's PV points back at it and satisfies it."""
+    owner: dict[str, str] = {}
+    for key, claim in cluster.pvcs.items():
+        if matching.phase_of(claim) != matching.CLAIM_BOUND:
+            continue
+        name = matching.volume_name_of_claim(claim)
+        assert name, f"{key} is Bound without a volume"
+        assert name not in owner, f"{name} is bound to {owner[name]} and {key}"
+        owner[name] = key
+        volume = cluster.pvs.get(name)
+        if volume is None:
+            continue  # deleted under the claim; the claim becomes Lost on its next sync
+        ref = matching.claim_ref(volume)
+        assert ref is not None and ref.get("uid") == matching.uid_of(claim)
+        check_satisfies(claim, volume)
+
+
+def check_satisfies(claim: Obj, volume: Obj) -> None:
+    """Request, modes and class, except where the user chose the pairing herself.
+
+    A user's pre-binding (PV claimRef) skips the class check and a pairing written on both
+    sides by the user skips every check, exactly as in Kubernetes.
+    """
+    prebound_by_user = not matching.has_annotation(volume, matching.ANN_BOUND_BY_CONTROLLER)
+    named_by_user = not matching.has_annotation(claim, matching.ANN_BOUND_BY_CONTROLLER)
+    if prebound_by_user and named_by_user:
+        return
+    assert matching.volume_capacity(volume) >= matching.requested_storage(claim)
+    assert matching.check_access_modes(claim, volume)
+    if not prebound_by_user:
+        assert matching.volume_class(volume) == matching.claim_class(claim)
+
+
+def could_serve(volume: Obj, claim: Obj) -> bool:
+    """An independent oracle: a free volume this claim may take."""
+    return (
+        matching.claim_ref(volume) is None
+        and matching.phase_of(volume) == matching.VOLUME_AVAILABLE
+        and matching.volume_capacity(volume) >= matching.requested_storage(claim)
+        and set(volume["spec"]["accessModes"]) >= set(claim["spec"]["accessModes"])
+        and volume["spec"].get("storageClassName", "") == (claim["spec"].get("storageClassName") or "")
+        and matching.volume_mode(volume) == matching.volume_mode(claim)
+    )
+
+
+def reserved_for(volume: Obj, claim: Obj) -> bool:
+    """A volume a user pre-bound to this claim, which fits it."""
+    ref = matching.claim_ref(volume)
+    return (
+        ref is not None
+        and not ref.get("uid")
+        and matching.claim_ref_key(ref) == matching.claim_key(claim)
+        and matching.volume_capacity(volume) >= matching.requested_storage(claim)
+        and set(volume["spec"]["accessModes"]) >= set(claim["spec"]["accessModes"])
+        and matching.volume_mode(volume) == matching.volume_mode(claim)
+    )
+
+
+def check_settled(cluster: Cluster) -> None:
+    """Every claim some volume could serve is Bound; every volume's phase tells the truth."""
+    for key, claim in cluster.pvcs.items():
+        if matching.phase_of(claim) != matching.CLAIM_PENDING:
+            continue
+        named = matching.volume_name_of_claim(claim)
+        if named:
+            volume = cluster.pvs.get(named)
+            assert volume is None or matching.claim_ref(volume) is not None or (
+                matching.check_volume_satisfies_claim(volume, claim) is not None
+            ), f"{key} asked for {named}, which is free and fits"
+            continue
+        for volume in cluster.pvs.values():
+            assert not could_serve(volume, claim), f"{key} stayed Pending next to {volume}"
+            assert not reserved_for(volume, claim), f"{key} ignored its pre-bound {volume}"
+    for name, volume in cluster.pvs.items():
+        if matching.claim_ref(volume) is None:
+            assert matching.phase_of(volume) == matching.VOLUME_AVAILABLE, name
+
+
+# ---------------------------------------------------------------------------------------------
+# The random histories.
+
+CLAIM_NAMES = ["a", "b", "c", "d"]
+SIZES = st.sampled_from(["1Gi", "2Gi", "3Gi", "2048Mi", "5G"])
+CRASH = st.one_of(st.none(), st.integers(min_value=0, max_value=3))
+
+create_pv = st.tuples(
+    st.just("pv"), SIZES,
+    st.sampled_from([(RWO,), (RWO, RWX), (RWX,), (ROX,), (RWO, ROX, RWX)]),
+    st.sampled_from(["", "gold"]),
+    st.one_of(st.none(), st.sampled_from(CLAIM_NAMES)),  # a user's pre-binding
+    st.sampled_from(["Retain", "Delete"]),
+    st.sampled_from([None, None, None, "Block"]),
+)
+create_pvc = st.tuples(
+    st.just("pvc"), st.sampled_from(CLAIM_NAMES), SIZES,
+    st.sampled_from([(RWO,), (RWX,), (RWO, RWX), (ROX,)]),
+    st.sampled_from([None, "", "gold"]),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=12)),  # a user's choice of volume
+    st.sampled_from([None, None, None, "Block"]),
+)
+operation = st.one_of(
+    create_pv, create_pvc,
+    st.tuples(st.just("del_pv"), st.integers(min_value=0, max_value=50)),
+    st.tuples(st.just("del_pvc"), st.integers(min_value=0, max_value=50)),
+    st.tuples(st.just("sync_claim"), st.integers(min_value=0, max_value=50), CRASH),
+    st.tuples(st.just("sync_volume"), st.integers(min_value=0, max_value=50), CRASH),
+)
+
+
+def pick(keys: Sequence[str], i: int) -> str | None:
+    ordered = sorted(keys)
+    return ordered[i % len(ordered)] if ordered else None
+
+
+def run(cluster: Cluster, op: tuple[Any, ...]) -> None:
+    kind = op[0]
+    if kind == "pv":
+        _, size, modes, cls, prebind, policy, mode = op
+        claim_ref = ref_to(prebind) if prebind else None
+        cluster.create_pv(pv("x", size, modes, cls=cls, claim=claim_ref, policy=policy, volume_mode=mode))
+    elif kind == "pvc":
+        _, name, size, modes, cls, volume, mode = op
+        volume_name = f"pv-{volume}" if volume is not None else None
+        cluster.create_pvc(pvc(name, size, modes, cls=cls, volume_name=volume_name, volume_mode=mode))
+    elif kind == "del_pv" and (name := pick(list(cluster.pvs), op[1])):
+        cluster.delete_pv(name)
+    elif kind == "del_pvc" and (key := pick(list(cluster.pvcs), op[1])):
+        cluster.delete_pvc(key)
+    elif kind == "sync_claim" and (key := pick(list(cluster.pvcs), op[1])):
+        cluster.sync_claim(key, op[2])
+    elif kind == "sync_volume" and (name := pick(list(cluster.pvs), op[1])):
+        cluster.sync_volume(name, op[2])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(operation, max_size=40))
+def test_any_history_binds_safely_and_completely(ops: list[tuple[Any, ...]]) -> None:
+    cluster = Cluster()
+    for op in ops:
+        run(cluster, op)
+        check_safety(cluster)
+    cluster.settle()
+    check_safety(cluster)
+    check_settled(cluster)
+
+
+# ---------------------------------------------------------------------------------------------
+# The index agrees with the plain matcher.
+
+volume_strategy = st.builds(
+    lambda i, size, modes, cls, phase, prebound, deleting: pv(
+        f"v{i}", size, modes, cls=cls, phase=phase,
+        claim=ref_to("c") if prebound else None, deleting=deleting,
+    ),
+    st.integers(min_value=0, max_value=30), SIZES,
+    st.sampled_from([(RWO,), (RWO, RWX), (RWX,), (ROX, RWX), (RWO, ROX, RWX)]),
+    st.sampled_from(["", "gold"]), st.sampled_from(["Available", "Available", "Bound", "Released"]),
+    st.booleans(), st.booleans(),
+)
+
+
+def reference_best_match(claim: Obj, volumes: list[Obj]) -> Obj | None:
+    """findByClaim spelled out: group by mode set, fewest modes first, scan each group."""
+    ordered = sorted(volumes, key=matching.name_of)  # ties go to the smallest name
+    groups: dict[frozenset[str], list[Obj]] = {}
+    for volume in ordered:
+        groups.setdefault(matching.access_modes(volume), []).append(volume)
+    requested = matching.access_modes(claim)
+    for modes in matching.VolumeIndex(volumes).matching_mode_sets(requested):
+        assert requested <= modes
+        found = matching.find_matching_volume(claim, groups[modes])
+        if found is not None:
+            return found
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(volume_strategy, max_size=25, unique_by=lambda v: matching.name_of(v)),
+    SIZES, st.sampled_from([(RWO,), (RWX,), (RWO, RWX), (ROX,)]), st.sampled_from(["", "gold"]),
+)
+def test_index_agrees_with_per_volume_scan(
+    volumes: list[Obj], size: str, modes: tuple[str, ...], cls: str
+) -> None:
+    claim = pvc("c", size, modes, cls=cls)
+    expected = reference_best_match(claim, volumes)
+    assert matching.find_best_match_for_claim(claim, volumes) is expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), volume_strategy), max_size=40))
+def test_index_updates_equal_a_fresh_index(events: list[tuple[bool, Obj]]) -> None:
+    index, current = matching.VolumeIndex(), {}
+    for removed, volume in events:
+        name = matching.name_of(volume)
+        if removed:
+            index.remove(name)
+            current.pop(name, None)
+        else:
+            index.upsert(volume)
+            current[name] = volume
+    fresh = matching.VolumeIndex(current.values())
+    for size in ["1Gi", "3Gi"]:
+        for modes in [(RWO,), (RWX,)]:
+            claim = pvc("c", size, modes)
+            assert index.find_best_match(claim) is fresh.find_best_match(claim)
+    assert sorted(map(matching.name_of, index)) == sorted(current)
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed.
+
+
+def bind_everything(n: int, released: int) -> float:
+    """Seconds the decision loop takes to bind n claims to n volumes among released others."""
+    rng = random.Random(n)
+    sizes = [rng.randint(1, 500) for _ in range(n)]
+    modes = [(RWO,), (RWO, RWX), (RWX,)]
+    volumes = [pv(f"pv-{i}", f"{s}Gi", modes[i % 3], cls="fast" if i % 2 else "") for i, s in enumerate(sizes)]
+    volumes += [
+        pv(f"old-{i}", f"{rng.randint(1, 500)}Gi", phase="Released",
+           claim=ref_to(f"gone-{i}", uid=f"gone-{i}"))
+        for i in range(released)
+    ]
+    claims = [pvc(f"c-{i}", f"{s}Gi", modes[i % 3], cls="fast" if i % 2 else None)
+              for i, s in enumerate(sizes)]
+    rng.shuffle(claims)
+    cluster = Cluster()
+    cluster.index = matching.VolumeIndex(volumes)
+    cluster.pvs = {matching.name_of(v): v for v in volumes}
+    cluster.pvcs = {matching.claim_key(c): c for c in claims}
+    start = time.perf_counter()
+    for key in list(cluster.pvcs):
+        cluster.sync_claim(key)
+    elapsed = time.perf_counter() - start
+    assert all(matching.phase_of(c) == "Bound" for c in cluster.pvcs.values())
+    return elapsed
+
+
+@pytest.mark.slow
+def test_binding_ten_thousand_claims_is_near_linear() -> None:
+    small = min(bind_everything(2_500, released=1_250) for _ in range(2))
+    large = bind_everything(10_000, released=5_000)
+    assert large < 30.0, f"10,000 binds took {large:.1f}s"
+    # Four times the work: linear is 4x, quadratic 16x. Leave room for a busy machine.
+    assert large / small < 8, f"2,500 binds {small:.2f}s, 10,000 binds {large:.2f}s"
