@@ -51,7 +51,7 @@ Object = dict[str, Any]
 
 def apply_patch(content_type: str, original: Object, patch_body: bytes, kind: str) -> Object:
     """The object `patch_body` makes of `original` (left unchanged); raises `APIError`."""
-    media_type = content_type.split(";", 1)[0].strip().lower()
+    media_type = content_type.split(";", 1)[0].strip()
     applier = _APPLIERS.get(media_type)
     if applier is None:
         raise errors.unsupported_media_type(content_type)

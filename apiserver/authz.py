@@ -18,7 +18,11 @@ from typing import Any, Protocol
 
 from apimachinery.errors import APIError
 from apiserver.authn import (
-    ANONYMOUS_USER, AUTHENTICATED_GROUP, UNAUTHENTICATED_GROUP, UserInfo, anonymous_user,
+    ANONYMOUS_USER,
+    AUTHENTICATED_GROUP,
+    UNAUTHENTICATED_GROUP,
+    UserInfo,
+    anonymous_user,
 )
 
 MASTERS_GROUP = "system:masters"

@@ -68,7 +68,7 @@ def admin_kubeconfig(pki: pki_mod.Pki, server_url: str, *,
 
 
 def dump_kubeconfig(config: dict[str, Any]) -> str:
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    return str(yaml.safe_dump(config, sort_keys=False, default_flow_style=False))
 
 
 def write_kubeconfig(path: Path, config: dict[str, Any]) -> None:

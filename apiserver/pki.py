@@ -362,4 +362,4 @@ def _locked(directory: Path) -> Iterator[None]:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)

@@ -87,7 +87,7 @@ _PATH_CHARS = re.compile(r"^[A-Za-z0-9._/@+=~-]+$")
 
 
 def validate_server(server: str) -> str:
-    """An IPv4/IPv6 address or an RFC 1123 hostname, returned unchanged (brackets removed)."""
+    """An IPv4/IPv6 address or an RFC 1123 hostname, returned without brackets or final dot."""
     candidate = server[1:-1] if server.startswith("[") and server.endswith("]") else server
     try:
         return str(ipaddress.ip_address(candidate))
@@ -101,7 +101,7 @@ def validate_server(server: str) -> str:
                                     "address; other characters are not allowed")
     if labels[-1].isdigit():
         raise InvalidServer(server, "looks like an IP address but is not a valid one")
-    return candidate
+    return ".".join(labels)
 
 
 def validate_export_path(path: str) -> str:
@@ -389,6 +389,9 @@ class UserspaceNfsMounter:
 
     def mount(self, server: str, export_path: str, target: str, options: list[str]) -> None:
         request = validate_request(server, export_path, target, options)
+        from kubelet.mounters import nfs_fuse  # imports this module: import late
+
+        nfs_fuse.config_from_request(request)  # options the userspace client cannot honour
         if self.is_mounted(request.target):
             return
         reason = userspace_unavailable_reason()

@@ -261,6 +261,13 @@ class NfsOperations:
             context.utimes(path, atime, mtime)
         return 0
 
+    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
+        """mfusepy's plain form (nanoseconds); our glue calls `utimens_raw` instead."""
+        if times is None:
+            return self.utimens_raw(path, None)
+        atime, mtime = (divmod(int(t), 1_000_000_000) for t in times)
+        return self.utimens_raw(path, (atime, mtime))
+
     @_translated
     def statfs(self, path: str) -> dict[str, int]:
         with self.pool.borrow() as context:
@@ -456,6 +463,10 @@ class Readiness:
         self.fd = fd
         self._sent = False
 
+    def redirect(self, fd: int) -> None:
+        """From now on report to `fd` (the daemonized child reports to its waiting parent)."""
+        self.fd, self._sent = fd, False
+
     def send(self, line: str) -> None:
         if self._sent:
             return
@@ -483,7 +494,7 @@ def _daemonize(readiness: Readiness) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    readiness.fd, readiness._sent = write_end, False
+    readiness.redirect(write_end)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

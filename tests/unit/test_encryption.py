@@ -235,8 +235,8 @@ P0 = "resources[0].providers[0]"
     (lambda c: c["resources"][0].update(resources=[]), "resources[0].resources: Required value"),
     (lambda c: c["resources"][0].update(providers=[]), "resources[0].providers: Required value"),
     (lambda c: c["resources"][0].update(resources=["Secrets"]),
-     "resources[0].resources[0]: Invalid value: \"Secrets\": resource name should not contain "
-     "capital letters"),
+     ("resources[0].resources[0]: Invalid value: \"Secrets\": resource name should not contain "
+     "capital letters")),
     (lambda c: c["resources"][0].update(resources=["*"]), "use '*.' to encrypt all"),
     (lambda c: c["resources"][0].update(resources=["secrets.*"]), "across groups"),
     (lambda c: c["resources"][0].update(resources=["secrets", "secrets"]),
@@ -259,13 +259,13 @@ P0 = "resources[0].providers[0]"
     (lambda c: c["resources"][0]["providers"][0]["aesgcm"]["keys"][0].update(name="a:b"),
      f"{P0}.aesgcm.keys[0].name: Invalid value: \"a:b\": must not contain ':'"),
     (lambda c: c["resources"][0]["providers"][0]["aesgcm"]["keys"].append(
-        {"name": "key1", "secret": _b64(K16)}), f"{P0}.aesgcm.keys[1].name: Invalid value: "
-                                                "\"key1\": duplicate key name"),
+        {"name": "key1", "secret": _b64(K16)}), (f"{P0}.aesgcm.keys[1].name: Invalid value: "
+                                                "\"key1\": duplicate key name")),
     (lambda c: c["resources"][0]["providers"][0]["aesgcm"]["keys"][0].pop("secret"),
      f"{P0}.aesgcm.keys[0].secret: Required value: secret is a mandatory field for a key"),
     (lambda c: c["resources"][0]["providers"][0]["aesgcm"]["keys"][0].update(secret="!!notb64"),
-     f"{P0}.aesgcm.keys[0].secret: Invalid value: \"REDACTED\": secrets must be base64 "
-     "encoded"),
+     (f"{P0}.aesgcm.keys[0].secret: Invalid value: \"REDACTED\": secrets must be base64 "
+     "encoded")),
     (lambda c: c["resources"][0]["providers"][0].update(identity={"x": 1}) or
      c["resources"][0]["providers"][0].pop("aesgcm"), f"{P0}.identity: Invalid value"),
 ])

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from storage import binder_decisions as bd
@@ -35,6 +35,7 @@ class Cluster:
         self.revision = 0
         self.next_uid = 0
         self.pv_count = 0
+        self.released: set[str] = set()  # volumes seen Released; nothing may take them again
 
     def _stamp(self, obj: Obj) -> Obj:
         self.revision += 1
@@ -121,9 +122,20 @@ class Cluster:
 
 
 def check_safety(cluster: Cluster) -> None:
-    """No PV bound to two claims; a Bound claim's PV points back at it and satisfies it."""
+    """No PV bound to two claims; a Bound claim's PV points back at it and satisfies it.
+
+    Also: a Released volume is never handed out again (no admin clears claimRefs here), and
+    a claim is Lost only when its volume was deleted.
+    """
+    for name, volume in cluster.pvs.items():
+        if matching.phase_of(volume) == matching.VOLUME_RELEASED:
+            cluster.released.add(name)
+        if name in cluster.released:
+            assert matching.phase_of(volume) in (matching.VOLUME_RELEASED, matching.VOLUME_FAILED)
     owner: dict[str, str] = {}
     for key, claim in cluster.pvcs.items():
+        if matching.phase_of(claim) == matching.CLAIM_LOST:
+            assert matching.volume_name_of_claim(claim) not in cluster.pvs, f"{key} lost a live volume"
         if matching.phase_of(claim) != matching.CLAIM_BOUND:
             continue
         name = matching.volume_name_of_claim(claim)
@@ -195,14 +207,29 @@ def check_settled(cluster: Cluster) -> None:
             assert not could_serve(volume, claim), f"{key} stayed Pending next to {volume}"
             assert not reserved_for(volume, claim), f"{key} ignored its pre-bound {volume}"
     for name, volume in cluster.pvs.items():
-        if matching.claim_ref(volume) is None:
-            assert matching.phase_of(volume) == matching.VOLUME_AVAILABLE, name
+        check_volume_settled(cluster, name, volume)
+
+
+def check_volume_settled(cluster: Cluster, name: str, volume: Obj) -> None:
+    """Free and pre-bound volumes are Available, bound ones Bound both ways, the rest Released."""
+    ref = matching.claim_ref(volume)
+    phase = matching.phase_of(volume)
+    if ref is None or not ref.get("uid"):
+        assert phase == matching.VOLUME_AVAILABLE, name
+        return
+    claim = cluster.pvcs.get(matching.claim_ref_key(ref))
+    if claim is not None and matching.uid_of(claim) == ref["uid"]:
+        assert phase == matching.VOLUME_BOUND, name
+        assert matching.volume_name_of_claim(claim) == name, f"{name} points at a claim bound elsewhere"
+        assert matching.phase_of(claim) == matching.CLAIM_BOUND, name
+    else:
+        assert phase in (matching.VOLUME_RELEASED, matching.VOLUME_FAILED), name
 
 
 # ---------------------------------------------------------------------------------------------
 # The random histories.
 
-CLAIM_NAMES = ["a", "b", "c", "d"]
+CLAIM_NAMES = ["a", "b", "c", "d", "e", "f"]
 SIZES = st.sampled_from(["1Gi", "2Gi", "3Gi", "2048Mi", "5G"])
 CRASH = st.one_of(st.none(), st.integers(min_value=0, max_value=3))
 
@@ -210,7 +237,7 @@ create_pv = st.tuples(
     st.just("pv"), SIZES,
     st.sampled_from([(RWO,), (RWO, RWX), (RWX,), (ROX,), (RWO, ROX, RWX)]),
     st.sampled_from(["", "gold"]),
-    st.one_of(st.none(), st.sampled_from(CLAIM_NAMES)),  # a user's pre-binding
+    st.sampled_from([None] * 24 + CLAIM_NAMES),  # sometimes a user's pre-binding
     st.sampled_from(["Retain", "Delete"]),
     st.sampled_from([None, None, None, "Block"]),
 )
@@ -218,16 +245,22 @@ create_pvc = st.tuples(
     st.just("pvc"), st.sampled_from(CLAIM_NAMES), SIZES,
     st.sampled_from([(RWO,), (RWX,), (RWO, RWX), (ROX,)]),
     st.sampled_from([None, "", "gold"]),
-    st.one_of(st.none(), st.integers(min_value=0, max_value=12)),  # a user's choice of volume
+    st.sampled_from([None] * 40 + list(range(10))),  # sometimes a user's choice of volume
     st.sampled_from([None, None, None, "Block"]),
 )
-operation = st.one_of(
-    create_pv, create_pvc,
+sync_claim = st.tuples(st.just("sync_claim"), st.integers(min_value=0, max_value=50), CRASH)
+sync_volume = st.tuples(st.just("sync_volume"), st.integers(min_value=0, max_value=50), CRASH)
+churn = st.one_of(
+    sync_claim, sync_volume, sync_claim, sync_volume,
     st.tuples(st.just("del_pv"), st.integers(min_value=0, max_value=50)),
     st.tuples(st.just("del_pvc"), st.integers(min_value=0, max_value=50)),
-    st.tuples(st.just("sync_claim"), st.integers(min_value=0, max_value=50), CRASH),
-    st.tuples(st.just("sync_volume"), st.integers(min_value=0, max_value=50), CRASH),
 )
+# Lists of a few dozen operations, in any order: hypothesis keeps plain lists short.
+history = st.tuples(
+    st.lists(create_pv, min_size=1, max_size=12),
+    st.lists(create_pvc, min_size=1, max_size=10),
+    st.lists(churn, max_size=30),
+).flatmap(lambda parts: st.permutations(parts[0] + parts[1] + parts[2]))
 
 
 def pick(keys: Sequence[str], i: int) -> str | None:
@@ -255,16 +288,24 @@ def run(cluster: Cluster, op: tuple[Any, ...]) -> None:
         cluster.sync_volume(name, op[2])
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(operation, max_size=40))
-def test_any_history_binds_safely_and_completely(ops: list[tuple[Any, ...]]) -> None:
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history, history)
+def test_any_history_binds_safely_and_completely(
+    first: list[tuple[Any, ...]], then: list[tuple[Any, ...]]
+) -> None:
+    """Two rounds, so that the second one deletes and replaces objects that are bound."""
     cluster = Cluster()
-    for op in ops:
-        run(cluster, op)
+    for ops in (first, then):
+        for op in ops:
+            run(cluster, op)
+            check_safety(cluster)
+        cluster.settle()
         check_safety(cluster)
-    cluster.settle()
-    check_safety(cluster)
-    check_settled(cluster)
+        check_settled(cluster)
+    for claim in cluster.pvcs.values():
+        event(f"a claim ended {matching.phase_of(claim)}")
+    for volume in cluster.pvs.values():
+        event(f"a volume ended {matching.phase_of(volume)}")
 
 
 # ---------------------------------------------------------------------------------------------

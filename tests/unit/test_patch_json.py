@@ -79,7 +79,7 @@ def test_decode_pointer_follows_rfc6901(pointer: str, tokens: list[str]) -> None
     assert decode_pointer(pointer) == tokens
 
 
-DOC = {"metadata": {"name": "p", "labels": {"app": "db", "k8s.io/role": "x"},
+DOC: dict[str, Any] = {"metadata": {"name": "p", "labels": {"app": "db", "k8s.io/role": "x"},
                     "finalizers": ["a", "b", "c"], "nothing": None}}
 
 # json-patch v4 (what kube-apiserver uses) where it differs from, or refines, the RFC.

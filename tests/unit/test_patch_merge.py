@@ -35,7 +35,7 @@ def test_rfc7386_examples(original: Any, patch: Any, expected: Any) -> None:
 
 
 def test_kubectl_label_style_patch() -> None:
-    pvc = {"metadata": {"name": "data", "labels": {"app": "db", "tier": "x"},
+    pvc: dict[str, Any] = {"metadata": {"name": "data", "labels": {"app": "db", "tier": "x"},
                         "finalizers": ["kubernetes.io/pvc-protection"]},
            "spec": {"accessModes": ["ReadWriteOnce"]}}
     patch = {"metadata": {"labels": {"tier": None, "env": "prod"}},

@@ -1,0 +1,311 @@
+"""The REST verbs every resource shares, mounted for one `ResourceType` at a time.
+
+`install(router, rt)` adds Kubernetes' paths for a resource: the collection (list, watch,
+create, deletecollection), the cluster-wide list of a namespaced resource, the item (get,
+update, patch, delete) and its `status` subresource. Handlers parse the request, call the
+registry in a worker thread and render the answer; errors leave as `Status` objects through
+the app's exception handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from apimachinery import errors as api_errors
+from apimachinery import fields as field_selectors
+from apimachinery import labels as label_selectors
+from apimachinery import patch as patches
+from apiserver import resources, wire
+from apiserver.registry import DeleteOptions, ListOptions, Registry
+
+Obj = dict[str, Any]
+ResourceType = resources.ResourceType
+Handler = Callable[[Request], Awaitable[Response]]
+
+DEFAULT_WATCH_TIMEOUT = 1800
+BOOKMARK_EVERY = 60.0
+
+
+def registry_of(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+def install(router: APIRouter, rt: ResourceType) -> None:
+    """Add every path of `rt` to `router`."""
+    base = rt.path_prefix
+    collection = f"{base}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced \
+        else f"{base}/{rt.plural}"
+    item = f"{collection}/{{name}}"
+    if not rt.persisted:
+        router.add_api_route(collection, _create(rt), methods=["POST"])
+        return
+    router.add_api_route(collection, _collection_get(rt), methods=["GET"])
+    router.add_api_route(collection, _create(rt), methods=["POST"])
+    router.add_api_route(collection, _delete_collection(rt), methods=["DELETE"])
+    if rt.namespaced:
+        router.add_api_route(f"{base}/{rt.plural}", _collection_get(rt), methods=["GET"])
+    router.add_api_route(item, _get(rt), methods=["GET"])
+    router.add_api_route(item, _update(rt, ""), methods=["PUT"])
+    router.add_api_route(item, _patch(rt, ""), methods=["PATCH"])
+    router.add_api_route(item, _delete(rt), methods=["DELETE"])
+    for sub in ("status", "finalize"):
+        if sub in rt.subresources:
+            router.add_api_route(f"{item}/{sub}", _get(rt), methods=["GET"])
+            router.add_api_route(f"{item}/{sub}", _update(rt, sub), methods=["PUT"])
+            router.add_api_route(f"{item}/{sub}", _patch(rt, sub), methods=["PATCH"])
+
+
+def _ns(rt: ResourceType, request: Request) -> str | None:
+    return request.path_params.get("namespace") if rt.namespaced else None
+
+
+def _dry_run(request: Request) -> bool:
+    values = request.query_params.getlist("dryRun")
+    for value in values:
+        if value != "All":
+            raise api_errors.bad_request(f'dryRun: Unsupported value: "{value}": supported '
+                                         f'values: "All"')
+    return bool(values)
+
+
+def list_options(rt: ResourceType, request: Request) -> ListOptions:
+    q = request.query_params
+    try:
+        label = label_selectors.parse(q["labelSelector"]) if q.get("labelSelector") else None
+    except ValueError as e:
+        raise api_errors.bad_request(f"unable to parse requirement: {e}") from e
+    try:
+        field = field_selectors.parse_for_kind(rt.kind, q["fieldSelector"]) \
+            if q.get("fieldSelector") else None
+    except ValueError as e:
+        raise api_errors.bad_request(str(e)) from e
+    limit = q.get("limit", "0")
+    if not limit.isdigit():
+        raise api_errors.bad_request(f'limit: Invalid value: "{limit}"')
+    return ListOptions(label, field, int(limit), q.get("continue", ""),
+                       q.get("resourceVersion", ""))
+
+
+# ---- collection -----------------------------------------------------------------------
+
+def _collection_get(rt: ResourceType) -> Handler:
+    async def handler(request: Request) -> Response:
+        opts = list_options(rt, request)
+        if wire.flag(request, "watch"):
+            return await serve_watch(rt, request, _ns(rt, request), opts)
+        lst = await run_in_threadpool(registry_of(request).list, rt, _ns(rt, request), opts)
+        return wire.render_list(request, rt.kind, lst)
+    return handler
+
+
+def _create(rt: ResourceType) -> Handler:
+    async def handler(request: Request) -> Response:
+        obj = wire.decode_object(await wire.read_body(request), wire.media_type(request))
+        await _check_fields(request, rt, obj)
+        if not rt.persisted:
+            review = request.app.state.reviews
+            return wire.json_response(await review(request, rt, obj), 201)
+        created = await run_in_threadpool(registry_of(request).create, rt, _ns(rt, request),
+                                          obj, dry_run=_dry_run(request))
+        return wire.render(request, rt.kind, created, 201)
+    return handler
+
+
+async def _check_fields(request: Request, rt: ResourceType, obj: Obj) -> None:
+    """`fieldValidation=Strict` (what kubectl sends): unknown fields are a 400."""
+    checker = getattr(request.app.state, "field_checker", None)
+    mode = request.query_params.get("fieldValidation", "")
+    if checker is None or mode not in ("Strict",):
+        return
+    unknown = checker(rt, obj)
+    if unknown:
+        raise api_errors.bad_request("strict decoding error: " + ", ".join(
+            f'unknown field "{path}"' for path in unknown))
+
+
+def _delete_collection(rt: ResourceType) -> Handler:
+    async def handler(request: Request) -> Response:
+        opts = list_options(rt, request)
+        delete_opts = await _delete_options(request)
+        registry = registry_of(request)
+
+        def run() -> Obj:
+            lst = registry.list(rt, _ns(rt, request), opts)
+            for obj in lst["items"]:
+                meta = obj["metadata"]
+                try:
+                    registry.delete(rt, meta.get("namespace"), meta["name"], delete_opts)
+                except api_errors.APIError as e:
+                    if e.code != 404:
+                        raise
+            return lst
+        return wire.render_list(request, rt.kind, await run_in_threadpool(run))
+    return handler
+
+
+# ---- item -----------------------------------------------------------------------------
+
+def _get(rt: ResourceType) -> Handler:
+    async def handler(request: Request) -> Response:
+        obj = await run_in_threadpool(registry_of(request).get, rt, _ns(rt, request),
+                                      request.path_params["name"])
+        return wire.render(request, rt.kind, obj)
+    return handler
+
+
+def _update(rt: ResourceType, subresource: str) -> Handler:
+    async def handler(request: Request) -> Response:
+        obj = wire.decode_object(await wire.read_body(request), wire.media_type(request))
+        await _check_fields(request, rt, obj)
+        updated = await run_in_threadpool(
+            registry_of(request).update, rt, _ns(rt, request), request.path_params["name"], obj,
+            subresource=subresource, dry_run=_dry_run(request))
+        return wire.render(request, rt.kind, updated)
+    return handler
+
+
+def _patch(rt: ResourceType, subresource: str) -> Handler:
+    async def handler(request: Request) -> Response:
+        content_type = wire.media_type(request)
+        if content_type not in patches.PATCH_CONTENT_TYPES:
+            raise api_errors.unsupported_media_type(content_type)
+        body = await wire.read_body(request)
+
+        def apply(current: Obj) -> Obj:
+            return patches.apply_patch(content_type, current, body, rt.kind)
+        patched = await run_in_threadpool(
+            registry_of(request).patch, rt, _ns(rt, request), request.path_params["name"],
+            apply, subresource=subresource, dry_run=_dry_run(request))
+        return wire.render(request, rt.kind, patched)
+    return handler
+
+
+async def _delete_options(request: Request) -> DeleteOptions:
+    body = await wire.read_body(request)
+    q = request.query_params
+    options: Obj = wire.decode_object(body, "application/json") if body.strip() else {}
+    grace = q.get("gracePeriodSeconds", options.get("gracePeriodSeconds"))
+    policy = q.get("propagationPolicy", options.get("propagationPolicy") or "")
+    if policy not in ("", "Orphan", "Background", "Foreground"):
+        raise api_errors.bad_request(
+            f'propagationPolicy: Unsupported value: "{policy}": supported values: "Foreground", '
+            f'"Background", "Orphan", "nil"')
+    pre = options.get("preconditions") or {}
+    dry = bool(q.getlist("dryRun")) or bool(options.get("dryRun"))
+    return DeleteOptions(policy, None if grace is None else int(grace), pre.get("uid", ""),
+                         pre.get("resourceVersion", ""), dry)
+
+
+def _delete(rt: ResourceType) -> Handler:
+    async def handler(request: Request) -> Response:
+        opts = await _delete_options(request)
+        obj, gone = await run_in_threadpool(registry_of(request).delete, rt, _ns(rt, request),
+                                            request.path_params["name"], opts)
+        return wire.render(request, rt.kind, obj, 200 if gone or opts.dry_run else 202)
+    return handler
+
+
+# ---- watch ----------------------------------------------------------------------------
+
+async def serve_watch(rt: ResourceType, request: Request, namespace: str | None,
+                      opts: ListOptions) -> Response:
+    """A chunked stream of `{"type": ..., "object": ...}` lines, as kube-apiserver sends."""
+    registry = registry_of(request)
+    timeout = float(request.query_params.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT)
+    bookmarks = wire.flag(request, "allowWatchBookmarks")
+    table = wire.wants_table(request)
+    events = registry.watch(rt, namespace, opts)
+    first = await _first_event(events)
+    media = wire.TABLE_MEDIA if table else "application/json"
+    request.app.state.metrics.watchers.inc()
+
+    async def stream() -> AsyncIterator[bytes]:
+        state = {"first": True}
+        try:
+            async for line in _lines(rt, request, events, first, timeout, bookmarks, table,
+                                     state):
+                yield line
+        finally:
+            request.app.state.metrics.watchers.dec()
+            await events.aclose()
+    return StreamingResponse(stream(), media_type=media)
+
+
+async def _first_event(events: AsyncIterator[Any]) -> Any:
+    """Start the watch so a too-old revision is reported before the stream begins."""
+    task = asyncio.ensure_future(events.__anext__())
+    done, _ = await asyncio.wait({task}, timeout=0.05)
+    if not done:
+        return task
+    try:
+        return task.result()
+    except StopAsyncIteration:
+        return None
+    except api_errors.APIError as e:
+        if e.code == 410:
+            return e
+        raise
+
+
+async def _lines(rt: ResourceType, request: Request, events: AsyncIterator[Any], first: Any,
+                 timeout: float, bookmarks: bool, table: bool,
+                 state: dict[str, bool]) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pending: asyncio.Future[Any] | None = first if isinstance(first, asyncio.Future) else None
+    if isinstance(first, api_errors.APIError):
+        yield _encode({"type": "ERROR", "object": first.status()})
+        return
+    if first is not None and pending is None:
+        yield _encode(_event_body(rt, request, first, table, state))
+    last_rv = ""
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        if pending is None:
+            pending = asyncio.ensure_future(events.__anext__())
+        done, _ = await asyncio.wait({pending}, timeout=min(remaining, BOOKMARK_EVERY))
+        if not done:
+            if bookmarks:
+                yield _encode(_bookmark(rt, request, last_rv))
+            continue
+        try:
+            event = pending.result()
+        except StopAsyncIteration:
+            return
+        except api_errors.APIError as e:
+            yield _encode({"type": "ERROR", "object": e.status()})
+            return
+        finally:
+            pending = None
+        last_rv = event.object["metadata"].get("resourceVersion", last_rv)
+        yield _encode(_event_body(rt, request, event, table, state))
+
+
+def _event_body(rt: ResourceType, request: Request, event: Any, table: bool,
+                state: dict[str, bool]) -> Obj:
+    obj = event.object
+    if table:
+        obj = wire.table_event_object(request, rt.kind, obj, state["first"])
+        state["first"] = False
+    return {"type": event.type, "object": obj}
+
+
+def _bookmark(rt: ResourceType, request: Request, last_rv: str) -> Obj:
+    revision = str(registry_of(request).store.revision) if not last_rv else last_rv
+    revision = str(max(int(revision), registry_of(request).store.revision))
+    return {"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version,
+                                           "metadata": {"resourceVersion": revision}}}
+
+
+def _encode(body: Obj) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode() + b"\n"

@@ -1,0 +1,73 @@
+"""The `storagelab` command line: run the control plane and manage its credentials.
+
+`storagelab up` runs everything on the embedded default (SQLite under `./.storagelab/`);
+`storagelab apiserver` runs the API server alone; `storagelab kubeconfig` prints or issues
+credentials; `storagelab secrets` inspects and rotates encryption at rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from storagelab import commands
+
+DEFAULT_DATA_DIR = Path(".storagelab")
+
+
+def _server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                   help="where state, certificates and keys live (default: ./.storagelab)")
+    p.add_argument("--database-url", default="",
+                   help="SQLAlchemy URL of the store; default: SQLite in the data dir "
+                        "(postgresql+psycopg://user@/db for PostgreSQL)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=6443, help="HTTPS port (default 6443)")
+    p.add_argument("--hostname", action="append", default=[],
+                   help="extra name or IP for the serving certificate (repeatable)")
+    p.add_argument("--encryption-provider-config", type=Path, default=None,
+                   help="EncryptionConfiguration file (default: generated in the data dir)")
+    p.add_argument("--token-auth-file", type=Path, default=None,
+                   help="static bearer tokens, Kubernetes CSV format")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="serve plain HTTP without authentication (tests and debugging only)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="storagelab", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the control plane (and what else is available)")
+    _server_args(up)
+    api = sub.add_parser("apiserver", help="run the API server alone")
+    _server_args(api)
+    kc = sub.add_parser("kubeconfig", help="print a kubeconfig (admin, or a new user)")
+    kc.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    kc.add_argument("--server", default="", help="API URL (default: the one in the data dir)")
+    kc.add_argument("--user", default="", help="issue a certificate for this user name")
+    kc.add_argument("--group", action="append", default=[], help="group of --user (repeatable)")
+    sec = sub.add_parser("secrets", help="encryption at rest: status, rewrite, rotate")
+    sec.add_argument("action", choices=["status", "rewrite", "rotate"])
+    sec.add_argument("--kubeconfig", type=Path, default=DEFAULT_DATA_DIR / "kubeconfig")
+    sec.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return commands.run(args)
+    except commands.UserError as e:
+        print(f"storagelab: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
