@@ -136,13 +136,13 @@ def _requirement_causes(key: str, operator: Operator, vals: list[str], path: str
     values_path = _child(path, "values")
     shown = "[]string{" + ", ".join(names.go_quote(v) for v in vals) + "}"
     if operator in _SET_OPERATORS and not vals:
-        causes.append(names.Cause(values_path, f"Invalid value: {shown}: for 'in', 'notin' "
+        causes.append(Cause(values_path, f"Invalid value: {shown}: for 'in', 'notin' "
                                   "operators, values set can't be empty", names.INVALID))
     elif operator in _EXACT_OPERATORS and len(vals) != 1:
-        causes.append(names.Cause(values_path, f"Invalid value: {shown}: exact-match "
+        causes.append(Cause(values_path, f"Invalid value: {shown}: exact-match "
                                   "compatibility requires one single value", names.INVALID))
     elif operator in (Operator.EXISTS, Operator.DOES_NOT_EXIST) and vals:
-        causes.append(names.Cause(values_path, f"Invalid value: {shown}: values set must be "
+        causes.append(Cause(values_path, f"Invalid value: {shown}: values set must be "
                                   "empty for exists and does not exist", names.INVALID))
     elif operator in _ORDER_OPERATORS:
         causes += _order_causes(vals, values_path, shown)
@@ -156,7 +156,7 @@ def _requirement_causes(key: str, operator: Operator, vals: list[str], path: str
 def _order_causes(vals: list[str], values_path: str, shown: str) -> list[Cause]:
     causes = []
     if len(vals) != 1:
-        causes.append(names.Cause(values_path, f"Invalid value: {shown}: for 'Gt', 'Lt' "
+        causes.append(Cause(values_path, f"Invalid value: {shown}: for 'Gt', 'Lt' "
                                   "operators, exactly one value is required", names.INVALID))
     for i, value in enumerate(vals):
         if _go_int(value) is None:

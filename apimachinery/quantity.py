@@ -201,7 +201,7 @@ def canonical_json_quantity(raw: object) -> str:
     return canonical_quantity(text)
 
 
-def _number_text(number: int | float) -> str:
+def _number_text(number: float) -> str:
     if isinstance(number, float):
         if not math.isfinite(number):
             raise QuantityError(FORMAT_WRONG)

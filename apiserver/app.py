@@ -156,9 +156,20 @@ def _review_attributes(user: authn.UserInfo, spec: dict[str, Any]) -> authz.Attr
 
 def _rules_review(policy: security.PolicyCache, user: authn.UserInfo,
                   obj: dict[str, Any]) -> dict[str, Any]:
+    """What `kubectl auth can-i --list` shows: the user's RBAC rules in a namespace."""
     namespace = (obj.get("spec") or {}).get("namespace", "")
-    resource_rules, non_resource_rules = policy.authorizer_rules(user, namespace) \
-        if hasattr(policy, "authorizer_rules") else ([], [])
+    resource_rules: list[dict[str, Any]] = []
+    non_resource_rules: list[dict[str, Any]] = []
+    if "system:masters" in user.groups:
+        resource_rules.append({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})
+        non_resource_rules.append({"verbs": ["*"], "nonResourceURLs": ["*"]})
+    for rule in authz.RBACAuthorizer(policy.lister).rules_for(user, namespace):
+        if rule.get("nonResourceURLs"):
+            non_resource_rules.append({"verbs": list(rule.get("verbs") or []),
+                                       "nonResourceURLs": list(rule["nonResourceURLs"])})
+        else:
+            resource_rules.append({k: list(v) for k, v in rule.items()
+                                   if k in ("verbs", "apiGroups", "resources", "resourceNames")})
     return {"kind": "SelfSubjectRulesReview", "apiVersion": "authorization.k8s.io/v1",
             "metadata": {"creationTimestamp": None}, "spec": obj.get("spec") or {},
             "status": {"resourceRules": resource_rules,

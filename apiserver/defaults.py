@@ -11,6 +11,7 @@ Pod and Namespace initial status) that a reader cannot tell apart from defaults.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable, MutableMapping
 from fractions import Fraction
@@ -263,7 +264,21 @@ def _default_node(node: Obj) -> None:
 
 
 def _default_secret(secret: Obj) -> None:
+    merge_string_data(secret)
     _default(secret, "type", "Opaque")
+
+
+def merge_string_data(secret: Obj) -> None:
+    """Fold write-only `stringData` into `data`, as Kubernetes' v1 conversion does on decode.
+
+    stringData wins over data for the same key and is never stored or returned.
+    """
+    string_data = secret.pop("stringData", None)
+    if not isinstance(string_data, MutableMapping) or not string_data:
+        return
+    data = _child(secret, "data")
+    for key, value in string_data.items():
+        data[key] = base64.b64encode(str(value).encode("utf-8")).decode("ascii")
 
 
 def _default_event(event: Obj) -> None:

@@ -38,7 +38,15 @@ def prepare_for_create(rt: ResourceType, obj: Obj) -> None:
     if rt.kind == "Pod":
         obj["status"]["qosClass"] = defaults.qos_class(obj.get("spec") or {})
     defaults.apply_defaults(rt.kind, obj)
-    validation.canonicalize_quantities(rt.kind, obj)
+    _canonicalize(rt, obj)
+
+
+def _canonicalize(rt: ResourceType, obj: Obj) -> None:
+    """Quantities in canonical form; an unparsable one is a 400, as decoding fails in Go."""
+    try:
+        validation.canonicalize_quantities(rt.kind, obj)
+    except validation.DecodeError as e:
+        raise api_errors.bad_request(str(e)) from e
 
 
 def prepare_for_update(rt: ResourceType, new: Obj, old: Obj, subresource: str) -> None:
@@ -66,7 +74,7 @@ def prepare_for_update(rt: ResourceType, new: Obj, old: Obj, subresource: str) -
         new["metadata"].setdefault("labels", {})[
             "kubernetes.io/metadata.name"] = new["metadata"]["name"]
     defaults.apply_defaults(rt.kind, new)
-    validation.canonicalize_quantities(rt.kind, new)
+    _canonicalize(rt, new)
 
 
 def _status_update_meta(new: Obj, old: Obj) -> Obj:

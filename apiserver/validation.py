@@ -24,8 +24,16 @@ from typing import Any
 
 from apimachinery import labels, names, quantity
 from apimachinery.errors import Cause
-from apimachinery.names import (duplicate, forbidden, immutable, invalid, not_found,
-                                not_supported, required, too_long)
+from apimachinery.names import (
+    duplicate,
+    forbidden,
+    immutable,
+    invalid,
+    not_found,
+    not_supported,
+    required,
+    too_long,
+)
 
 Obj = Mapping[str, Any]
 Validator = Callable[[Obj], list[Cause]]
@@ -123,9 +131,16 @@ def _positive_quantity(path: str, raw: Any) -> list[Cause]:
     if value is None:
         return [invalid(path, _str(raw) or str(raw), "must be a valid resource quantity")]
     if value <= 0:
-        return [invalid(path, quantity.format_quantity(value, False) if value else "0",
-                        "must be greater than zero")]
+        return [invalid(path, _shown(raw), "must be greater than zero")]
     return []
+
+
+def _shown(raw: Any) -> str:
+    """A quantity as Kubernetes prints it in a message: its canonical string."""
+    try:
+        return quantity.canonical_json_quantity(raw)
+    except quantity.QuantityError:
+        return str(raw)
 
 
 def _nonnegative_quantity(path: str, raw: Any) -> list[Cause]:
@@ -133,7 +148,7 @@ def _nonnegative_quantity(path: str, raw: Any) -> list[Cause]:
     if value is None:
         return [invalid(path, _str(raw) or str(raw), "must be a valid resource quantity")]
     if value < 0:
-        return [invalid(path, str(raw), "must be greater than or equal to 0")]
+        return [invalid(path, _shown(raw), "must be greater than or equal to 0")]
     return []
 
 
@@ -607,7 +622,8 @@ def validate_persistent_volume_claim_update(new: Obj, old: Obj) -> list[Cause]:
         new_spec.pop("storageClassName", None)
     else:
         causes += _immutable_annotation(new, old, BETA_STORAGE_CLASS_ANNOTATION)
-    bound = _get(new, "status", "phase") == "Bound"
+    # the registry keeps the stored status on a spec update, so fall back to the old one
+    bound = (_get(new, "status", "phase") or _get(old, "status", "phase")) == "Bound"
     if bound:
         _carry_storage_request(new_spec, old_spec)
         if "volumeAttributesClassName" in old_spec or "volumeAttributesClassName" in new_spec:

@@ -16,7 +16,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from apimachinery import errors as api_errors
-from apiserver import printers
+from apiserver import printers, protowire
 
 MAX_BODY = 3 * 1024 * 1024
 TABLE_MEDIA = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -49,6 +49,8 @@ def decode_object(body: bytes, content_type: str) -> Obj:
             obj = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise api_errors.bad_request(f"error decoding JSON: {e}") from e
+    elif content_type == protowire.MEDIA_TYPE:
+        obj = protowire.decode(body)
     elif content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
         try:
             obj = yaml.safe_load(body)

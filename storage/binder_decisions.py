@@ -223,7 +223,9 @@ class ReportVolumeModeMismatch(VolumeAction):
 # Deciding about a claim (syncClaim).
 
 
-def is_delay_binding_mode(claim: Mapping[str, Any], storage_class: Mapping[str, Any] | None) -> bool:
+def is_delay_binding_mode(
+    claim: Mapping[str, Any], storage_class: Mapping[str, Any] | None
+) -> bool:
     """IsDelayBindingMode: the claim's class exists and binds WaitForFirstConsumer.
 
     `storage_class` is the StorageClass named by the claim's class, None when not found.
@@ -233,7 +235,9 @@ def is_delay_binding_mode(claim: Mapping[str, Any], storage_class: Mapping[str, 
         return False
     mode = storage_class.get("volumeBindingMode")
     if mode is None:
-        raise MissingBindingMode(f"VolumeBindingMode not set for StorageClass {names.go_quote(class_name)}")
+        raise MissingBindingMode(
+            f"VolumeBindingMode not set for StorageClass {names.go_quote(class_name)}"
+        )
     return bool(mode == BINDING_MODE_WAIT)
 
 
@@ -411,8 +415,16 @@ def _decide_half_bound_volume(volume: Mapping[str, Any], claim: Mapping[str, Any
     if matching.volume_mode_mismatches(claim, volume):
         # syncClaim would never pick this volume, so do not hand the claim to it.
         return ReportVolumeModeMismatch(
-            Event(EVENT_WARNING, REASON_VOLUME_MISMATCH, msg_volume_mode_on_volume(matching.name_of(claim))),
-            Event(EVENT_WARNING, REASON_VOLUME_MISMATCH, msg_volume_mode_on_claim(matching.name_of(volume))),
+            Event(
+                EVENT_WARNING,
+                REASON_VOLUME_MISMATCH,
+                msg_volume_mode_on_volume(matching.name_of(claim)),
+            ),
+            Event(
+                EVENT_WARNING,
+                REASON_VOLUME_MISMATCH,
+                msg_volume_mode_on_claim(matching.name_of(volume)),
+            ),
         )
     else:
         # Whether we bound it and crashed or a user pre-bound it, syncClaim finishes the job.
@@ -440,7 +452,7 @@ def _release(volume: Mapping[str, Any]) -> VolumeAction:
 
 def _reclaim(volume: Mapping[str, Any]) -> VolumeAction:
     policy = _reclaim_policy(volume)
-    if matching.annotations(volume).get(ANN_MIGRATED_TO):
+    if matching.annotations_of(volume).get(ANN_MIGRATED_TO):
         # A CSI driver's external provisioner owns this volume.
         return Nothing()
     elif policy == RECLAIM_RETAIN:
@@ -525,7 +537,9 @@ def bind_volume_to_claim(volume: Mapping[str, Any], claim: Mapping[str, Any]) ->
     if any((ref.get(k) or "") != (meta.get(k) or "") for k in ("name", "namespace", "uid")):
         new = _copy(volume)
         new["spec"]["claimRef"] = claim_reference(claim)
-    if set_bound_by_controller and not matching.has_annotation(volume, matching.ANN_BOUND_BY_CONTROLLER):
+    if set_bound_by_controller and not matching.has_annotation(
+        volume, matching.ANN_BOUND_BY_CONTROLLER
+    ):
         new = new or _copy(volume)
         new["metadata"]["annotations"][matching.ANN_BOUND_BY_CONTROLLER] = "yes"
     return _tidy(new) if new is not None else None
@@ -594,9 +608,8 @@ def _copy_volume_into_claim_status(
     if old_status.get("phase") != phase:
         capacity = spec.get("capacity") or {}
         if "storage" not in capacity:
-            raise VolumeWithoutCapacity(
-                f"PersistentVolume {names.go_quote(matching.name_of(volume))} is without a storage capacity"
-            )
+            name = names.go_quote(matching.name_of(volume))
+            raise VolumeWithoutCapacity(f"PersistentVolume {name} is without a storage capacity")
         status["capacity"] = _bound_capacity(old_status, volume, capacity)
     if old_phase == matching.CLAIM_PENDING and phase == matching.CLAIM_BOUND:
         vac = spec.get("volumeAttributesClassName")
@@ -608,7 +621,7 @@ def _copy_volume_into_claim_status(
 def _bound_capacity(
     old_status: Mapping[str, Any], volume: Mapping[str, Any], capacity: Mapping[str, Any]
 ) -> Obj:
-    pre_resize = matching.annotations(volume).get(ANN_PRE_RESIZE_CAPACITY)
+    pre_resize = matching.annotations_of(volume).get(ANN_PRE_RESIZE_CAPACITY)
     if pre_resize is not None:
         # A volume that still needs a filesystem resize reports its old size.
         try:
@@ -618,7 +631,9 @@ def _bound_capacity(
             size = capacity["storage"]
         return {**(old_status.get("capacity") or {}), "storage": size}
     old = (old_status.get("capacity") or {}).get("storage")
-    if old is not None and matching.parse_storage(old) == matching.parse_storage(capacity["storage"]):
+    if old is not None and matching.parse_storage(old) == matching.parse_storage(
+        capacity["storage"]
+    ):
         return dict(old_status.get("capacity") or {})
     return dict(capacity)
 
@@ -658,6 +673,14 @@ def next_bind_write(volume: Mapping[str, Any], claim: Mapping[str, Any]) -> Writ
     return None
 
 
+def target_volume_name(action: ClaimAction, claim: Mapping[str, Any]) -> str:
+    """The PV a claim action works on: the one chosen to bind, else claim.spec.volumeName."""
+    if isinstance(action, (BindVolumeToClaim, CompleteBindOnClaim)):
+        return action.volume_name
+    else:
+        return matching.volume_name_of_claim(claim)
+
+
 def next_write(
     action: ClaimAction | VolumeAction,
     claim: Mapping[str, Any] | None,
@@ -665,9 +688,11 @@ def next_write(
 ) -> Write | None:
     """The next API write that carries out `action` on the current objects, or None when done.
 
-    Call again with the objects the API returned until it gives None. Actions that only
-    record events or hand work to another component (SyncClaim, ReclaimVolume,
-    WaitForProvisioning, ReportVolumeModeMismatch, ReportBindingConflict) write nothing.
+    For a claim action `volume` is the PV named by `target_volume_name`; for a volume action
+    `claim` may be None. Call again with the objects the API returned until it gives None
+    (a version conflict means: re-read, decide again). Actions that only record events or
+    hand work to another component (SyncClaim, ReclaimVolume, WaitForProvisioning,
+    ReportVolumeModeMismatch, ReportBindingConflict) write nothing.
     """
     if claim is not None:
         write = _next_claim_write(action, claim, volume)
@@ -697,15 +722,16 @@ def _next_claim_write(
         return None
 
 
-def _next_volume_write(action: ClaimAction | VolumeAction, volume: Mapping[str, Any]) -> Write | None:
-    phases = {
-        MarkVolumeAvailable: matching.VOLUME_AVAILABLE,
-        MarkVolumeBound: matching.VOLUME_BOUND,
-        MarkVolumeReleased: matching.VOLUME_RELEASED,
-    }
+def _next_volume_write(
+    action: ClaimAction | VolumeAction, volume: Mapping[str, Any]
+) -> Write | None:
     new: Obj | None
-    if type(action) in phases:
-        new = set_volume_phase(volume, phases[type(action)])
+    if isinstance(action, MarkVolumeAvailable):
+        new = set_volume_phase(volume, matching.VOLUME_AVAILABLE)
+    elif isinstance(action, MarkVolumeBound):
+        new = set_volume_phase(volume, matching.VOLUME_BOUND)
+    elif isinstance(action, MarkVolumeReleased):
+        new = set_volume_phase(volume, matching.VOLUME_RELEASED)
     elif isinstance(action, MarkVolumeFailed):
         new = set_volume_phase(volume, matching.VOLUME_FAILED, action.event.message)
     elif isinstance(action, UnbindVolume):

@@ -68,12 +68,12 @@ def _section(obj: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return obj.get(name) or {}
 
 
-def annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
+def annotations_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
     return _section(obj, "metadata").get("annotations") or {}
 
 
 def has_annotation(obj: Mapping[str, Any], key: str) -> bool:
-    return key in annotations(obj)
+    return key in annotations_of(obj)
 
 
 def name_of(obj: Mapping[str, Any]) -> str:
@@ -116,7 +116,7 @@ def is_being_deleted(obj: Mapping[str, Any]) -> bool:
 
 def claim_class(claim: Mapping[str, Any]) -> str:
     """GetPersistentVolumeClaimClass: the beta annotation wins; unset and "" mean no class."""
-    beta = annotations(claim).get(ANN_BETA_STORAGE_CLASS)
+    beta = annotations_of(claim).get(ANN_BETA_STORAGE_CLASS)
     if beta is not None:
         return beta
     return str(_section(claim, "spec").get("storageClassName") or "")
@@ -124,14 +124,14 @@ def claim_class(claim: Mapping[str, Any]) -> str:
 
 def claim_has_class(claim: Mapping[str, Any]) -> bool:
     """PersistentVolumeClaimHasClass: an explicit "" counts as asking for "no class"."""
-    if ANN_BETA_STORAGE_CLASS in annotations(claim):
+    if ANN_BETA_STORAGE_CLASS in annotations_of(claim):
         return True
     return _section(claim, "spec").get("storageClassName") is not None
 
 
 def volume_class(volume: Mapping[str, Any]) -> str:
     """GetPersistentVolumeClass: the beta annotation wins over spec.storageClassName."""
-    beta = annotations(volume).get(ANN_BETA_STORAGE_CLASS)
+    beta = annotations_of(volume).get(ANN_BETA_STORAGE_CLASS)
     if beta is not None:
         return beta
     return str(_section(volume, "spec").get("storageClassName") or "")
@@ -244,7 +244,7 @@ class _TermInvalid(Exception):
 
 def _expression_matches(expr: Mapping[str, Any], node_labels: Mapping[str, str]) -> bool:
     key, op = expr.get("key") or "", expr.get("operator")
-    values: Sequence[str] = expr.get("values") or ()
+    values: Sequence[str] = expr.get("values") or []
     present = key in node_labels
     if op in ("In", "NotIn"):
         if not values:
@@ -267,7 +267,8 @@ def _expression_matches(expr: Mapping[str, Any], node_labels: Mapping[str, str])
 
 
 def _field_matches(expr: Mapping[str, Any], node_fields: Mapping[str, str]) -> bool:
-    op, values = expr.get("operator"), expr.get("values") or ()
+    op = expr.get("operator")
+    values: Sequence[str] = expr.get("values") or []
     if op not in ("In", "NotIn"):
         raise _TermInvalid(f"unsupported field operator {op!r}")
     if len(values) != 1:
@@ -282,7 +283,9 @@ def _term_matches(
     """AND of the term's expressions; matchFields only count when the node's fields are known."""
     # Every requirement is evaluated: one Kubernetes cannot parse fails the whole term.
     try:
-        expressions = [_expression_matches(e, node_labels) for e in term.get("matchExpressions") or ()]
+        expressions = [
+            _expression_matches(e, node_labels) for e in term.get("matchExpressions") or ()
+        ]
         fields = [_field_matches(f, node_fields) for f in term.get("matchFields") or ()]
     except _TermInvalid:
         return False
@@ -411,10 +414,14 @@ class _Indexed:
     claimed_by: tuple[str, str] | None  # (namespace, name) from claimRef
 
 
-def _modes_order(modes: frozenset[str]) -> tuple[int, tuple[int, ...]]:
-    """Fewest modes first (as Kubernetes sorts groups); ties in canonical mode order."""
+def _modes_order(modes: frozenset[str]) -> tuple[int, tuple[int, ...], tuple[str, ...]]:
+    """Fewest modes first (as Kubernetes sorts groups); ties in canonical mode order.
+
+    Kubernetes leaves the order of groups of equal size to chance; a fixed order keeps our
+    controller and its tests deterministic.
+    """
     rank = sorted(ACCESS_MODE_ORDER.index(m) if m in ACCESS_MODE_ORDER else 99 for m in modes)
-    return len(modes), tuple(rank)
+    return len(modes), tuple(rank), tuple(sorted(modes))
 
 
 def _index_entry(volume: Obj) -> _Indexed:
@@ -481,9 +488,9 @@ class VolumeIndex:
             if not pool:
                 del self._pools[entry.pool]
         if entry.claimed_by is not None:
-            names = self._by_claim[entry.claimed_by]
-            names.discard(name)
-            if not names:
+            claiming = self._by_claim[entry.claimed_by]
+            claiming.discard(name)
+            if not claiming:
                 del self._by_claim[entry.claimed_by]
 
     def _forget_modes(self, modes: frozenset[str]) -> None:
@@ -495,16 +502,24 @@ class VolumeIndex:
 
     def volumes_claiming(self, namespace: str, name: str) -> list[Obj]:
         """Volumes whose claimRef names namespace/name (any uid), sorted by volume name."""
-        names = sorted(self._by_claim.get((namespace, name), ()))
-        return [self._entries[n].volume for n in names]
+        claiming = sorted(self._by_claim.get((namespace, name), ()))
+        return [self._entries[n].volume for n in claiming]
 
     def matching_mode_sets(self, requested: frozenset[str]) -> list[frozenset[str]]:
         """allPossibleMatchingAccessModes: indexed mode sets holding every requested mode."""
         found = [modes for modes in self._mode_sets if requested <= modes]
         return sorted(found, key=_modes_order)
 
-    def find_best_match(self, claim: Mapping[str, Any], *, delay_binding: bool = False) -> Obj | None:
+    def find_best_match(
+        self, claim: Mapping[str, Any], *, delay_binding: bool = False
+    ) -> Obj | None:
         """findBestMatchForClaim: group by group, a pre-bound volume or else the smallest fit."""
+        for modes in self.matching_mode_sets(access_modes(claim)):
+            group = [e.volume for e in self._entries.values() if e.modes == modes]
+            found = find_matching_volume(claim, group, delay_binding=delay_binding)
+            if found is not None:
+                return found
+        return None
         request = requested_storage(claim)
         selector = claim_selector(claim)
         prebound = self._prebound_candidates(claim, request)
@@ -520,10 +535,11 @@ class VolumeIndex:
         return None
 
     def _prebound_candidates(self, claim: Mapping[str, Any], request: Fraction) -> list[_Indexed]:
-        names = sorted(self._by_claim.get((namespace_of(claim), name_of(claim)), ()))
-        entries = [self._entries[n] for n in names]
+        claiming = sorted(self._by_claim.get((namespace_of(claim), name_of(claim)), ()))
+        entries = [self._entries[n] for n in claiming]
         return [
-            e for e in entries
+            e
+            for e in entries
             if is_volume_bound_to_claim(e.volume, claim)
             and _fits_any_claim_of_its_kind(claim, e.volume, request, e.capacity)
         ]
@@ -578,7 +594,7 @@ class Unsatisfied(Enum):
         """The error text Kubernetes puts after "Cannot bind to requested volume ...: "."""
         if self is Unsatisfied.MARKED_FOR_DELETION:
             return f"the volume is marked for deletion {names.go_quote(name_of(volume))}"
-        return self.value
+        return str(self.value)
 
 
 def check_volume_satisfies_claim(

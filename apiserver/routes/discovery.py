@@ -7,6 +7,7 @@ back to these when it gets plain JSON, as it does with older servers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 from typing import Any
@@ -103,9 +104,17 @@ async def group_resources(group: str, version: str) -> Response:
     return wire.json_response(resource_list(group, version))
 
 
+@functools.lru_cache(maxsize=1)
+def openapi_kinds() -> frozenset[str]:
+    """Kinds the OpenAPI schemas describe; others are served but not documented."""
+    return frozenset(r.kind for r in openapi.as_resources(None))
+
+
 def _openapi_resources() -> list[tuple[str, str, str, str, bool, tuple[str, ...]]]:
     out = []
     for rt in resources.ALL:
+        if rt.kind not in openapi_kinds():
+            continue
         out.append((rt.group, rt.version, rt.kind, rt.plural, rt.namespaced, rt.verbs))
         for sub in rt.subresources:
             if sub == "status":

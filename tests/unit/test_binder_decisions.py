@@ -22,7 +22,9 @@ NO_CLASS_EVENT = bd.Event("Normal", "FailedBinding", bd.MSG_NO_VOLUME_AND_NO_CLA
 def bound_claim(name: str = "claim", volume: str = "vol", **kwargs: Any) -> dict[str, Any]:
     """A claim whose bind completed (as after all four writes)."""
     anns = {COMPLETED: "yes", BOUND_BY: "yes"} | kwargs.pop("annotations", {})
-    claim = pvc(name, volume_name=volume, annotations=anns, phase=kwargs.pop("phase", "Bound"), **kwargs)
+    claim = pvc(
+        name, volume_name=volume, annotations=anns, phase=kwargs.pop("phase", "Bound"), **kwargs
+    )
     claim["status"].update(accessModes=[RWO], capacity={"storage": "1Gi"})
     return claim
 
@@ -32,93 +34,288 @@ CLAIM = pvc("claim", "1Gi")
 # ---------------------------------------------------------------------------------------------
 # decide_claim
 
-CLAIM_CASES: list[tuple[str, dict[str, Any], dict[str, Any] | None, list[dict[str, Any]], dict[str, Any], bd.ClaimAction]] = [
+CLAIM_CASES: list[
+    tuple[
+        str,
+        dict[str, Any],
+        dict[str, Any] | None,
+        list[dict[str, Any]],
+        dict[str, Any],
+        bd.ClaimAction,
+    ]
+] = [
     # -- unbound claim, no volumeName: the controller chooses
     ("fitting volume: bind it", CLAIM, None, [pv("vol", "2Gi")], {}, bd.BindVolumeToClaim("vol")),
-    ("volume pre-bound by user: complete the bind", CLAIM, None,
-     [pv("vol", "2Gi", claim=ref(CLAIM, with_uid=False))], {}, bd.CompleteBindOnClaim("vol")),
-    ("volume half-bound by us: complete the bind", CLAIM, None,
-     [pv("vol", "2Gi", claim=ref(CLAIM), annotations={BOUND_BY: "yes"}, phase="Bound")], {},
-     bd.CompleteBindOnClaim("vol")),
-    ("nothing fits, no class: FailedBinding", CLAIM, None, [pv("vol", "100Mi")], {},
-     bd.MarkClaimPending(NO_CLASS_EVENT)),
-    ("nothing fits, no class, default class exists: assign it", CLAIM, None, [],
-     {"default_class": "standard"}, bd.AssignDefaultStorageClass("standard")),
-    ("explicit empty class is not defaulted", pvc("claim", cls=""), None, [],
-     {"default_class": "standard"}, bd.MarkClaimPending(NO_CLASS_EVENT)),
-    ("nothing fits, class set: provisioning", pvc("claim", cls="fast"), None, [], {},
-     bd.WaitForProvisioning("fast")),
-    ("class already set is not defaulted", pvc("claim", cls="fast"), None, [],
-     {"default_class": "standard"}, bd.WaitForProvisioning("fast")),
-    ("delayed binding: wait for first consumer", pvc("claim", cls="local"), None,
-     [pv("vol", cls="local")], {"delay_binding": True},
-     bd.WaitForFirstConsumer(bd.Event("Normal", "WaitForFirstConsumer",
-                                      "waiting for first consumer to be created before binding"))),
-    ("delayed binding with one pod waiting", pvc("claim", cls="local"), None, [],
-     {"delay_binding": True, "waiting_pods": ["web-0"]},
-     bd.WaitForFirstConsumer(bd.Event("Normal", "WaitForPodScheduled",
-                                      "waiting for pod web-0 to be scheduled"))),
-    ("delayed binding with two pods waiting", pvc("claim", cls="local"), None, [],
-     {"delay_binding": True, "waiting_pods": ["a", "b"]},
-     bd.WaitForFirstConsumer(bd.Event("Normal", "WaitForPodScheduled",
-                                      "waiting for pods a,b to be scheduled"))),
-    ("delayed binding, node selected: provisioning",
-     pvc("claim", cls="local", annotations={matching.ANN_SELECTED_NODE: "n1"}), None, [],
-     {"delay_binding": True}, bd.WaitForProvisioning("local")),
-    ("delayed binding still takes a pre-bound volume", pvc("claim", cls="local"), None,
-     [pv("vol", cls="local", claim=ref_to("claim"))], {"delay_binding": True},
-     bd.CompleteBindOnClaim("vol")),
+    (
+        "volume pre-bound by user: complete the bind",
+        CLAIM,
+        None,
+        [pv("vol", "2Gi", claim=ref(CLAIM, with_uid=False))],
+        {},
+        bd.CompleteBindOnClaim("vol"),
+    ),
+    (
+        "volume half-bound by us: complete the bind",
+        CLAIM,
+        None,
+        [pv("vol", "2Gi", claim=ref(CLAIM), annotations={BOUND_BY: "yes"}, phase="Bound")],
+        {},
+        bd.CompleteBindOnClaim("vol"),
+    ),
+    (
+        "nothing fits, no class: FailedBinding",
+        CLAIM,
+        None,
+        [pv("vol", "100Mi")],
+        {},
+        bd.MarkClaimPending(NO_CLASS_EVENT),
+    ),
+    (
+        "nothing fits, no class, default class exists: assign it",
+        CLAIM,
+        None,
+        [],
+        {"default_class": "standard"},
+        bd.AssignDefaultStorageClass("standard"),
+    ),
+    (
+        "explicit empty class is not defaulted",
+        pvc("claim", cls=""),
+        None,
+        [],
+        {"default_class": "standard"},
+        bd.MarkClaimPending(NO_CLASS_EVENT),
+    ),
+    (
+        "nothing fits, class set: provisioning",
+        pvc("claim", cls="fast"),
+        None,
+        [],
+        {},
+        bd.WaitForProvisioning("fast"),
+    ),
+    (
+        "class already set is not defaulted",
+        pvc("claim", cls="fast"),
+        None,
+        [],
+        {"default_class": "standard"},
+        bd.WaitForProvisioning("fast"),
+    ),
+    (
+        "delayed binding: wait for first consumer",
+        pvc("claim", cls="local"),
+        None,
+        [pv("vol", cls="local")],
+        {"delay_binding": True},
+        bd.WaitForFirstConsumer(
+            bd.Event(
+                "Normal",
+                "WaitForFirstConsumer",
+                "waiting for first consumer to be created before binding",
+            )
+        ),
+    ),
+    (
+        "delayed binding with one pod waiting",
+        pvc("claim", cls="local"),
+        None,
+        [],
+        {"delay_binding": True, "waiting_pods": ["web-0"]},
+        bd.WaitForFirstConsumer(
+            bd.Event("Normal", "WaitForPodScheduled", "waiting for pod web-0 to be scheduled")
+        ),
+    ),
+    (
+        "delayed binding with two pods waiting",
+        pvc("claim", cls="local"),
+        None,
+        [],
+        {"delay_binding": True, "waiting_pods": ["a", "b"]},
+        bd.WaitForFirstConsumer(
+            bd.Event("Normal", "WaitForPodScheduled", "waiting for pods a,b to be scheduled")
+        ),
+    ),
+    (
+        "delayed binding, node selected: provisioning",
+        pvc("claim", cls="local", annotations={matching.ANN_SELECTED_NODE: "n1"}),
+        None,
+        [],
+        {"delay_binding": True},
+        bd.WaitForProvisioning("local"),
+    ),
+    (
+        "delayed binding still takes a pre-bound volume",
+        pvc("claim", cls="local"),
+        None,
+        [pv("vol", cls="local", claim=ref_to("claim"))],
+        {"delay_binding": True},
+        bd.CompleteBindOnClaim("vol"),
+    ),
     # -- unbound claim naming a volume
-    ("named volume missing: Pending, no event", pvc("claim", volume_name="vol"), None, [], {},
-     bd.MarkClaimPending()),
-    ("named volume free and fitting: bind", pvc("claim", volume_name="vol"), pv("vol"), [], {},
-     bd.BindVolumeToClaim("vol")),
-    ("named volume free but too small: VolumeMismatch", pvc("claim", "5Gi", volume_name="vol"),
-     pv("vol", "1Gi"), [], {},
-     bd.MarkClaimPending(bd.Event("Warning", "VolumeMismatch",
-                                  'Cannot bind to requested volume "vol": requested PV is too small'))),
-    ("named volume being deleted: VolumeMismatch", pvc("claim", volume_name="vol"),
-     pv("vol", deleting=True), [], {},
-     bd.MarkClaimPending(bd.Event(
-         "Warning", "VolumeMismatch",
-         'Cannot bind to requested volume "vol": the volume is marked for deletion "vol"'))),
-    ("named volume of another class: VolumeMismatch", pvc("claim", volume_name="vol"),
-     pv("vol", cls="gold"), [], {},
-     bd.MarkClaimPending(bd.Event("Warning", "VolumeMismatch",
-                                  'Cannot bind to requested volume "vol": storageClassName does not match'))),
-    ("named volume may be in any phase", pvc("claim", volume_name="vol"),
-     pv("vol", phase="Pending"), [], {}, bd.BindVolumeToClaim("vol")),
-    ("named volume already points at the claim: complete", pvc("claim", volume_name="vol"),
-     pv("vol", claim=ref(CLAIM), phase="Bound"), [], {}, bd.CompleteBindOnClaim("vol")),
-    ("named volume bound elsewhere, user's choice: Pending with FailedBinding",
-     pvc("claim", volume_name="vol"), pv("vol", claim=ref_to("other", uid="u2")), [], {},
-     bd.MarkClaimPending(bd.Event("Warning", "FailedBinding",
-                                  'volume "vol" already bound to a different claim.'))),
-    ("named volume bound elsewhere by the controller: conflict",
-     pvc("claim", volume_name="vol", annotations={BOUND_BY: "yes"}),
-     pv("vol", claim=ref_to("other", uid="u2")), [], {},
-     bd.ReportBindingConflict(
-         bd.Event("Warning", "FailedBinding", 'volume "vol" already bound to a different claim.'),
-         'invalid binding of claim "default/claim" to volume "vol": '
-         'volume already claimed by "default/other"')),
+    (
+        "named volume missing: Pending, no event",
+        pvc("claim", volume_name="vol"),
+        None,
+        [],
+        {},
+        bd.MarkClaimPending(),
+    ),
+    (
+        "named volume free and fitting: bind",
+        pvc("claim", volume_name="vol"),
+        pv("vol"),
+        [],
+        {},
+        bd.BindVolumeToClaim("vol"),
+    ),
+    (
+        "named volume free but too small: VolumeMismatch",
+        pvc("claim", "5Gi", volume_name="vol"),
+        pv("vol", "1Gi"),
+        [],
+        {},
+        bd.MarkClaimPending(
+            bd.Event(
+                "Warning",
+                "VolumeMismatch",
+                'Cannot bind to requested volume "vol": requested PV is too small',
+            )
+        ),
+    ),
+    (
+        "named volume being deleted: VolumeMismatch",
+        pvc("claim", volume_name="vol"),
+        pv("vol", deleting=True),
+        [],
+        {},
+        bd.MarkClaimPending(
+            bd.Event(
+                "Warning",
+                "VolumeMismatch",
+                'Cannot bind to requested volume "vol": the volume is marked for deletion "vol"',
+            )
+        ),
+    ),
+    (
+        "named volume of another class: VolumeMismatch",
+        pvc("claim", volume_name="vol"),
+        pv("vol", cls="gold"),
+        [],
+        {},
+        bd.MarkClaimPending(
+            bd.Event(
+                "Warning",
+                "VolumeMismatch",
+                'Cannot bind to requested volume "vol": storageClassName does not match',
+            )
+        ),
+    ),
+    (
+        "named volume may be in any phase",
+        pvc("claim", volume_name="vol"),
+        pv("vol", phase="Pending"),
+        [],
+        {},
+        bd.BindVolumeToClaim("vol"),
+    ),
+    (
+        "named volume already points at the claim: complete",
+        pvc("claim", volume_name="vol"),
+        pv("vol", claim=ref(CLAIM), phase="Bound"),
+        [],
+        {},
+        bd.CompleteBindOnClaim("vol"),
+    ),
+    (
+        "named volume bound elsewhere, user's choice: Pending with FailedBinding",
+        pvc("claim", volume_name="vol"),
+        pv("vol", claim=ref_to("other", uid="u2")),
+        [],
+        {},
+        bd.MarkClaimPending(
+            bd.Event("Warning", "FailedBinding", 'volume "vol" already bound to a different claim.')
+        ),
+    ),
+    (
+        "named volume bound elsewhere by the controller: conflict",
+        pvc("claim", volume_name="vol", annotations={BOUND_BY: "yes"}),
+        pv("vol", claim=ref_to("other", uid="u2")),
+        [],
+        {},
+        bd.ReportBindingConflict(
+            bd.Event(
+                "Warning", "FailedBinding", 'volume "vol" already bound to a different claim.'
+            ),
+            'invalid binding of claim "default/claim" to volume "vol": '
+            'volume already claimed by "default/other"',
+        ),
+    ),
     # -- bound claim (bind-completed set)
-    ("bound claim lost its volumeName: Lost", bound_claim(volume=""), None, [], {},
-     bd.MarkClaimLost(bd.Event("Warning", "ClaimLost", bd.MSG_CLAIM_LOST_REFERENCE))),
-    ("bound claim's volume is gone: Lost", bound_claim(), None, [], {},
-     bd.MarkClaimLost(bd.Event("Warning", "ClaimLost", bd.MSG_CLAIM_LOST_VOLUME))),
-    ("already Lost: nothing, so the event is not repeated", bound_claim(phase="Lost"), None, [], {},
-     bd.Nothing()),
-    ("bound claim, volume came unbound: bind again", bound_claim(), pv("vol"), [], {},
-     bd.BindVolumeToClaim("vol")),
-    ("bound claim, volume bound to it, all done: nothing", bound_claim(),
-     pv("vol", claim=ref(bound_claim()), phase="Bound"), [], {}, bd.Nothing()),
-    ("bound claim, volume phase not yet Bound: complete", bound_claim(),
-     pv("vol", claim=ref(bound_claim()), phase="Available"), [], {}, bd.CompleteBindOnClaim("vol")),
-    ("bound claim, status not yet Bound: complete", bound_claim(phase="Pending"),
-     pv("vol", claim=ref(bound_claim()), phase="Bound"), [], {}, bd.CompleteBindOnClaim("vol")),
-    ("bound claim, volume belongs to another claim: misbound", bound_claim(),
-     pv("vol", claim=ref_to("claim", uid="another-uid"), phase="Bound"), [], {},
-     bd.MarkClaimLost(bd.Event("Warning", "ClaimMisbound", bd.MSG_CLAIM_MISBOUND))),
+    (
+        "bound claim lost its volumeName: Lost",
+        bound_claim(volume=""),
+        None,
+        [],
+        {},
+        bd.MarkClaimLost(bd.Event("Warning", "ClaimLost", bd.MSG_CLAIM_LOST_REFERENCE)),
+    ),
+    (
+        "bound claim's volume is gone: Lost",
+        bound_claim(),
+        None,
+        [],
+        {},
+        bd.MarkClaimLost(bd.Event("Warning", "ClaimLost", bd.MSG_CLAIM_LOST_VOLUME)),
+    ),
+    (
+        "already Lost: nothing, so the event is not repeated",
+        bound_claim(phase="Lost"),
+        None,
+        [],
+        {},
+        bd.Nothing(),
+    ),
+    (
+        "bound claim, volume came unbound: bind again",
+        bound_claim(),
+        pv("vol"),
+        [],
+        {},
+        bd.BindVolumeToClaim("vol"),
+    ),
+    (
+        "bound claim, volume bound to it, all done: nothing",
+        bound_claim(),
+        pv("vol", claim=ref(bound_claim()), phase="Bound"),
+        [],
+        {},
+        bd.Nothing(),
+    ),
+    (
+        "bound claim, volume phase not yet Bound: complete",
+        bound_claim(),
+        pv("vol", claim=ref(bound_claim()), phase="Available"),
+        [],
+        {},
+        bd.CompleteBindOnClaim("vol"),
+    ),
+    (
+        "bound claim, status not yet Bound: complete",
+        bound_claim(phase="Pending"),
+        pv("vol", claim=ref(bound_claim()), phase="Bound"),
+        [],
+        {},
+        bd.CompleteBindOnClaim("vol"),
+    ),
+    (
+        "bound claim, volume belongs to another claim: misbound",
+        bound_claim(),
+        pv("vol", claim=ref_to("claim", uid="another-uid"), phase="Bound"),
+        [],
+        {},
+        bd.MarkClaimLost(bd.Event("Warning", "ClaimMisbound", bd.MSG_CLAIM_MISBOUND)),
+    ),
 ]
 
 
@@ -165,63 +362,167 @@ VOLUME_CASES: list[tuple[str, dict[str, Any], dict[str, Any] | None, bd.VolumeAc
     ("unused and new: Available", vol(phase="Pending"), None, bd.MarkVolumeAvailable()),
     ("unused without status: Available", vol(phase=None), None, bd.MarkVolumeAvailable()),
     ("unused and Available: nothing", vol(), None, bd.Nothing()),
-    ("unused and Released (claimRef removed by admin): Available", vol(phase="Released"), None,
-     bd.MarkVolumeAvailable()),
-    ("pre-bound by user: Available", vol(phase="Pending", claim=ref_to("claim")), None,
-     bd.MarkVolumeAvailable()),
-    ("pre-bound by user, already Available: nothing", vol(claim=ref_to("claim")), None, bd.Nothing()),
+    (
+        "unused and Released (claimRef removed by admin): Available",
+        vol(phase="Released"),
+        None,
+        bd.MarkVolumeAvailable(),
+    ),
+    (
+        "pre-bound by user: Available",
+        vol(phase="Pending", claim=ref_to("claim")),
+        None,
+        bd.MarkVolumeAvailable(),
+    ),
+    (
+        "pre-bound by user, already Available: nothing",
+        vol(claim=ref_to("claim")),
+        None,
+        bd.Nothing(),
+    ),
     ("claim gone: Released", vol(phase="Bound", claim=ref(ALIVE)), None, bd.MarkVolumeReleased()),
-    ("claim recreated with a new uid: Released", vol(phase="Bound", claim=ref(ALIVE)),
-     pvc("claim", uid="uid-2"), bd.MarkVolumeReleased()),
-    ("Released, Retain: nothing", vol(phase="Released", claim=ref(ALIVE), policy="Retain"), None,
-     bd.Nothing()),
-    ("Released, no policy means Retain: nothing", vol(phase="Released", claim=ref(ALIVE)), None,
-     bd.Nothing()),
-    ("Released, Delete: reclaim", vol(phase="Released", claim=ref(ALIVE), policy="Delete"), None,
-     bd.ReclaimVolume("Delete")),
-    ("Failed, Delete: retry reclaim", vol(phase="Failed", claim=ref(ALIVE), policy="Delete"), None,
-     bd.ReclaimVolume("Delete")),
-    ("Failed stays Failed (not Released)", vol(phase="Failed", claim=ref(ALIVE), policy="Retain"),
-     None, bd.Nothing()),
-    ("Released, Recycle: reclaim", vol(phase="Released", claim=ref(ALIVE), policy="Recycle"), None,
-     bd.ReclaimVolume("Recycle")),
-    ("Released, unknown policy: Failed", vol(phase="Released", claim=ref(ALIVE), policy="Shred"),
-     None, bd.MarkVolumeFailed(bd.Event("Warning", "VolumeUnknownReclaimPolicy",
-                                        "Volume has unrecognized PersistentVolumeReclaimPolicy"))),
-    ("Failed, unknown policy: nothing", vol(phase="Failed", claim=ref(ALIVE), policy="Shred"),
-     None, bd.Nothing()),
-    ("migrated volume: the CSI provisioner reclaims",
-     vol(phase="Released", claim=ref(ALIVE), policy="Delete",
-         annotations={bd.ANN_MIGRATED_TO: "ebs.csi.aws.com"}), None, bd.Nothing()),
-    ("claim Pending without volumeName: let syncClaim finish", vol(phase="Bound", claim=ref(ALIVE)),
-     ALIVE, bd.SyncClaim("default/claim")),
-    ("claim of another volumeMode: warn both",
-     vol(phase="Bound", claim=ref(ALIVE), volume_mode="Block"), ALIVE,
-     bd.ReportVolumeModeMismatch(
-         bd.Event("Warning", "VolumeMismatch",
-                  'Cannot bind PersistentVolume to requested PersistentVolumeClaim "claim" '
-                  "due to incompatible volumeMode."),
-         bd.Event("Warning", "VolumeMismatch",
-                  'Cannot bind PersistentVolume "vol" to requested PersistentVolumeClaim '
-                  "due to incompatible volumeMode."))),
-    ("all bound, phase not yet Bound: Bound", vol(phase="Available", claim=ref(ALIVE)),
-     pvc("claim", uid="uid-1", volume_name="vol"), bd.MarkVolumeBound()),
-    ("all bound: nothing", vol(phase="Bound", claim=ref(ALIVE)),
-     pvc("claim", uid="uid-1", volume_name="vol"), bd.Nothing()),
-    ("claim bound elsewhere, bound by us: unbind",
-     vol(phase="Bound", claim=ref(ALIVE), annotations={BOUND_BY: "yes"}),
-     pvc("claim", uid="uid-1", volume_name="other"), bd.UnbindVolume()),
-    ("claim bound elsewhere, pre-bound by user: unbind (keeps the pre-binding)",
-     vol(phase="Bound", claim=ref(ALIVE)), pvc("claim", uid="uid-1", volume_name="other"),
-     bd.UnbindVolume()),
-    ("claim bound elsewhere, provisioned for it with Delete: Released",
-     vol(phase="Bound", claim=ref(ALIVE), policy="Delete",
-         annotations={matching.ANN_DYNAMICALLY_PROVISIONED: "local"}),
-     pvc("claim", uid="uid-1", volume_name="other"), bd.MarkVolumeReleased()),
-    ("claim bound elsewhere, provisioned with Retain: unbind",
-     vol(phase="Bound", claim=ref(ALIVE), policy="Retain",
-         annotations={matching.ANN_DYNAMICALLY_PROVISIONED: "local", BOUND_BY: "yes"}),
-     pvc("claim", uid="uid-1", volume_name="other"), bd.UnbindVolume()),
+    (
+        "claim recreated with a new uid: Released",
+        vol(phase="Bound", claim=ref(ALIVE)),
+        pvc("claim", uid="uid-2"),
+        bd.MarkVolumeReleased(),
+    ),
+    (
+        "Released, Retain: nothing",
+        vol(phase="Released", claim=ref(ALIVE), policy="Retain"),
+        None,
+        bd.Nothing(),
+    ),
+    (
+        "Released, no policy means Retain: nothing",
+        vol(phase="Released", claim=ref(ALIVE)),
+        None,
+        bd.Nothing(),
+    ),
+    (
+        "Released, Delete: reclaim",
+        vol(phase="Released", claim=ref(ALIVE), policy="Delete"),
+        None,
+        bd.ReclaimVolume("Delete"),
+    ),
+    (
+        "Failed, Delete: retry reclaim",
+        vol(phase="Failed", claim=ref(ALIVE), policy="Delete"),
+        None,
+        bd.ReclaimVolume("Delete"),
+    ),
+    (
+        "Failed stays Failed (not Released)",
+        vol(phase="Failed", claim=ref(ALIVE), policy="Retain"),
+        None,
+        bd.Nothing(),
+    ),
+    (
+        "Released, Recycle: reclaim",
+        vol(phase="Released", claim=ref(ALIVE), policy="Recycle"),
+        None,
+        bd.ReclaimVolume("Recycle"),
+    ),
+    (
+        "Released, unknown policy: Failed",
+        vol(phase="Released", claim=ref(ALIVE), policy="Shred"),
+        None,
+        bd.MarkVolumeFailed(
+            bd.Event(
+                "Warning",
+                "VolumeUnknownReclaimPolicy",
+                "Volume has unrecognized PersistentVolumeReclaimPolicy",
+            )
+        ),
+    ),
+    (
+        "Failed, unknown policy: nothing",
+        vol(phase="Failed", claim=ref(ALIVE), policy="Shred"),
+        None,
+        bd.Nothing(),
+    ),
+    (
+        "migrated volume: the CSI provisioner reclaims",
+        vol(
+            phase="Released",
+            claim=ref(ALIVE),
+            policy="Delete",
+            annotations={bd.ANN_MIGRATED_TO: "ebs.csi.aws.com"},
+        ),
+        None,
+        bd.Nothing(),
+    ),
+    (
+        "claim Pending without volumeName: let syncClaim finish",
+        vol(phase="Bound", claim=ref(ALIVE)),
+        ALIVE,
+        bd.SyncClaim("default/claim"),
+    ),
+    (
+        "claim of another volumeMode: warn both",
+        vol(phase="Bound", claim=ref(ALIVE), volume_mode="Block"),
+        ALIVE,
+        bd.ReportVolumeModeMismatch(
+            bd.Event(
+                "Warning",
+                "VolumeMismatch",
+                'Cannot bind PersistentVolume to requested PersistentVolumeClaim "claim" '
+                "due to incompatible volumeMode.",
+            ),
+            bd.Event(
+                "Warning",
+                "VolumeMismatch",
+                'Cannot bind PersistentVolume "vol" to requested PersistentVolumeClaim '
+                "due to incompatible volumeMode.",
+            ),
+        ),
+    ),
+    (
+        "all bound, phase not yet Bound: Bound",
+        vol(phase="Available", claim=ref(ALIVE)),
+        pvc("claim", uid="uid-1", volume_name="vol"),
+        bd.MarkVolumeBound(),
+    ),
+    (
+        "all bound: nothing",
+        vol(phase="Bound", claim=ref(ALIVE)),
+        pvc("claim", uid="uid-1", volume_name="vol"),
+        bd.Nothing(),
+    ),
+    (
+        "claim bound elsewhere, bound by us: unbind",
+        vol(phase="Bound", claim=ref(ALIVE), annotations={BOUND_BY: "yes"}),
+        pvc("claim", uid="uid-1", volume_name="other"),
+        bd.UnbindVolume(),
+    ),
+    (
+        "claim bound elsewhere, pre-bound by user: unbind (keeps the pre-binding)",
+        vol(phase="Bound", claim=ref(ALIVE)),
+        pvc("claim", uid="uid-1", volume_name="other"),
+        bd.UnbindVolume(),
+    ),
+    (
+        "claim bound elsewhere, provisioned for it with Delete: Released",
+        vol(
+            phase="Bound",
+            claim=ref(ALIVE),
+            policy="Delete",
+            annotations={matching.ANN_DYNAMICALLY_PROVISIONED: "local"},
+        ),
+        pvc("claim", uid="uid-1", volume_name="other"),
+        bd.MarkVolumeReleased(),
+    ),
+    (
+        "claim bound elsewhere, provisioned with Retain: unbind",
+        vol(
+            phase="Bound",
+            claim=ref(ALIVE),
+            policy="Retain",
+            annotations={matching.ANN_DYNAMICALLY_PROVISIONED: "local", BOUND_BY: "yes"},
+        ),
+        pvc("claim", uid="uid-1", volume_name="other"),
+        bd.UnbindVolume(),
+    ),
 ]
 
 
@@ -238,13 +539,17 @@ def test_decide_volume(
 # The bind, write by write.
 
 
-def apply(write: bd.Write, claim: dict[str, Any], volume: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def apply(
+    write: bd.Write, claim: dict[str, Any], volume: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     if write.kind == "PersistentVolume":
         return claim, write.obj
     return write.obj, volume
 
 
-def run_bind(claim: dict[str, Any], volume: dict[str, Any]) -> tuple[list[bd.Write], dict[str, Any], dict[str, Any]]:
+def run_bind(
+    claim: dict[str, Any], volume: dict[str, Any]
+) -> tuple[list[bd.Write], dict[str, Any], dict[str, Any]]:
     writes = []
     while (write := bd.next_bind_write(volume, claim)) is not None:
         writes.append(write)
@@ -259,19 +564,27 @@ def test_bind_writes_in_kubernetes_order() -> None:
     volume = pv("vol", "2Gi", (RWO, RWX))
     writes, claim, volume = run_bind(claim, volume)
     assert [(w.kind, w.status) for w in writes] == [
-        ("PersistentVolume", False), ("PersistentVolume", True),
-        ("PersistentVolumeClaim", False), ("PersistentVolumeClaim", True),
+        ("PersistentVolume", False),
+        ("PersistentVolume", True),
+        ("PersistentVolumeClaim", False),
+        ("PersistentVolumeClaim", True),
     ]
     assert volume["spec"]["claimRef"] == {
-        "kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": "default",
-        "name": "claim", "uid": "u-1", "resourceVersion": "42",
+        "kind": "PersistentVolumeClaim",
+        "apiVersion": "v1",
+        "namespace": "default",
+        "name": "claim",
+        "uid": "u-1",
+        "resourceVersion": "42",
     }
     assert volume["metadata"]["annotations"] == {BOUND_BY: "yes"}
     assert volume["status"] == {"phase": "Bound"}
     assert claim["spec"]["volumeName"] == "vol"
     assert claim["metadata"]["annotations"] == {BOUND_BY: "yes", COMPLETED: "yes"}
     assert claim["status"] == {
-        "phase": "Bound", "accessModes": [RWO, RWX], "capacity": {"storage": "2Gi"},
+        "phase": "Bound",
+        "accessModes": [RWO, RWX],
+        "capacity": {"storage": "2Gi"},
     }
 
 
@@ -338,7 +651,9 @@ def _claim_action(claim: dict[str, Any], index: matching.VolumeIndex) -> bd.Clai
     return bd.decide_claim(claim, index.get(name) if name else None, index)
 
 
-def _bind_target(action: Any, index: matching.VolumeIndex, volume: dict[str, Any]) -> dict[str, Any]:
+def _bind_target(
+    action: Any, index: matching.VolumeIndex, volume: dict[str, Any]
+) -> dict[str, Any]:
     if isinstance(action, (bd.BindVolumeToClaim, bd.CompleteBindOnClaim)):
         found = index.get(action.volume_name)
         assert found is not None
@@ -354,8 +669,9 @@ CRASH_ACTIONS = [
 ]
 
 
-@pytest.mark.parametrize(("label", "claim_action", "volume_action"), CRASH_ACTIONS,
-                         ids=[c[0] for c in CRASH_ACTIONS])
+@pytest.mark.parametrize(
+    ("label", "claim_action", "volume_action"), CRASH_ACTIONS, ids=[c[0] for c in CRASH_ACTIONS]
+)
 def test_half_finished_bind_observations(
     label: str, claim_action: bd.ClaimAction, volume_action: bd.VolumeAction
 ) -> None:
@@ -413,8 +729,12 @@ def test_claim_status_takes_attributes_class_only_when_binding() -> None:
 
 def test_claim_status_pending_clears_volume_fields() -> None:
     claim = pvc("claim", phase="Bound")
-    claim["status"].update(accessModes=[RWO], capacity={"storage": "1Gi"},
-                           currentVolumeAttributesClassName="x", conditions=[{"type": "Resizing"}])
+    claim["status"].update(
+        accessModes=[RWO],
+        capacity={"storage": "1Gi"},
+        currentVolumeAttributesClassName="x",
+        conditions=[{"type": "Resizing"}],
+    )
     new = bd.set_claim_status(claim, "Lost", None)
     assert new is not None
     assert new["status"] == {"phase": "Lost", "conditions": [{"type": "Resizing"}]}
@@ -473,9 +793,15 @@ def test_assign_default_class_write() -> None:
     assert bd.next_write(bd.AssignDefaultStorageClass("standard"), write.obj, None) is None
 
 
-@pytest.mark.parametrize("action", [
-    bd.Nothing(), bd.SyncClaim("a/b"), bd.ReclaimVolume("Delete"), bd.WaitForProvisioning("x"),
-])
+@pytest.mark.parametrize(
+    "action",
+    [
+        bd.Nothing(),
+        bd.SyncClaim("a/b"),
+        bd.ReclaimVolume("Delete"),
+        bd.WaitForProvisioning("x"),
+    ],
+)
 def test_hand_offs_write_nothing(action: Any) -> None:
     assert bd.next_write(action, pvc("claim"), pv("vol", phase="Pending")) is None
 
@@ -488,9 +814,14 @@ DELAY_MODE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("claim", "cls", "expected"), [c[1:] for c in DELAY_MODE_CASES],
-                         ids=[c[0] for c in DELAY_MODE_CASES])
-def test_is_delay_binding_mode(claim: dict[str, Any], cls: dict[str, Any] | None, expected: bool) -> None:
+@pytest.mark.parametrize(
+    ("claim", "cls", "expected"),
+    [c[1:] for c in DELAY_MODE_CASES],
+    ids=[c[0] for c in DELAY_MODE_CASES],
+)
+def test_is_delay_binding_mode(
+    claim: dict[str, Any], cls: dict[str, Any] | None, expected: bool
+) -> None:
     assert bd.is_delay_binding_mode(claim, cls) is expected
 
 

@@ -206,3 +206,9 @@ def test_csi_driver() -> None:
 def test_idempotent(kind: str, obj: dict[str, Any]) -> None:
     once = _defaulted(kind, obj)
     assert _defaulted(kind, once) == once
+
+
+def test_secret_string_data_is_folded_into_data() -> None:
+    secret = _defaulted("Secret", {"data": {"a": "eA==", "b": "eQ=="},
+                                   "stringData": {"b": "hello", "c": "é"}})
+    assert secret == {"data": {"a": "eA==", "b": "aGVsbG8=", "c": "w6k="}, "type": "Opaque"}

@@ -62,12 +62,12 @@ def test_matches(text: str, matched: bool) -> None:
     ("PersistentVolumeClaim", "spec.volumeName",
      '"spec.volumeName" is not a known field selector: only "metadata.name", "metadata.namespace"'),
     ("PersistentVolume", "spec.storageClassName",
-     '"spec.storageClassName" is not a known field selector: only "metadata.name", '
-     '"metadata.namespace"'),
-    ("ConfigMap", "data", '"data" is not a known field selector: only "metadata.name", '
-     '"metadata.namespace"'),
-    ("StorageClass", "provisioner", '"provisioner" is not a known field selector: only '
-     '"metadata.name", "metadata.namespace"'),
+     ('"spec.storageClassName" is not a known field selector: only "metadata.name", '
+     '"metadata.namespace"')),
+    ("ConfigMap", "data", ('"data" is not a known field selector: only "metadata.name", '
+     '"metadata.namespace"')),
+    ("StorageClass", "provisioner", ('"provisioner" is not a known field selector: only '
+     '"metadata.name", "metadata.namespace"')),
 ])
 def test_unsupported_labels(kind: str, label: str, message: str) -> None:
     with pytest.raises(UnsupportedFieldLabel) as err:

@@ -49,17 +49,17 @@ def test_parse_round_trip(text: str, canonical: str) -> None:
     ("x y", "unable to parse requirement: found 'y', expected: in, notin, =, ==, !=, gt, lt"),
     ("!", "unable to parse requirement: found '', expected: identifier"),
     ("x=(a)", "unable to parse requirement: found '(', expected: identifier"),
-    ("x>a", "unable to parse requirement: values[0]: Invalid value: \"a\": "
-            "for 'Gt', 'Lt' operators, the value must be an integer"),
-    ("a;b=c", "unable to parse requirement: <nil>: Invalid value: \"a;b\": name part must "
+    ("x>a", ("unable to parse requirement: values[0]: Invalid value: \"a\": "
+            "for 'Gt', 'Lt' operators, the value must be an integer")),
+    ("a;b=c", ("unable to parse requirement: <nil>: Invalid value: \"a;b\": name part must "
               "consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
               "an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
-              "used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"),
-    ("x=a;b", "unable to parse requirement: values[0][x]: Invalid value: \"a;b\": a valid label "
+              "used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")),
+    ("x=a;b", ("unable to parse requirement: values[0][x]: Invalid value: \"a;b\": a valid label "
               "must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
               "and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
               "'my_value',  or '12345', regex used for validation is "
-              "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"),
+              "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")),
 ])
 def test_parse_errors(text: str, message: str) -> None:
     with pytest.raises(SelectorError) as err:
@@ -111,8 +111,8 @@ def test_from_label_selector(selector: dict[str, Any] | None, matched: bool) -> 
     ({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]},
      "values: Invalid value: []string{}: for 'in', 'notin' operators, values set can't be empty"),
     ({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]},
-     "values: Invalid value: []string{\"x\"}: values set must be empty for exists and does not "
-     "exist"),
+     ("values: Invalid value: []string{\"x\"}: values set must be empty for exists and does not "
+     "exist")),
 ])
 def test_from_label_selector_errors(selector: dict[str, Any], message: str) -> None:
     with pytest.raises(SelectorError) as err:

@@ -37,8 +37,11 @@ def pv(
     if size is not None:
         spec["capacity"] = {"storage": size}
     optional_spec = {
-        "storageClassName": cls, "claimRef": claim, "volumeMode": volume_mode,
-        "volumeAttributesClassName": vac, "nodeAffinity": affinity,
+        "storageClassName": cls,
+        "claimRef": claim,
+        "volumeMode": volume_mode,
+        "volumeAttributesClassName": vac,
+        "nodeAffinity": affinity,
         "persistentVolumeReclaimPolicy": policy,
     }
     spec.update({k: v for k, v in optional_spec.items() if v is not None})
@@ -48,7 +51,12 @@ def pv(
         meta["annotations"] = dict(annotations)
     if deleting:
         meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    obj: dict[str, Any] = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": meta, "spec": spec}
+    obj: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": meta,
+        "spec": spec,
+    }
     if phase is not None:
         obj["status"] = {"phase": phase}
     return obj
@@ -70,21 +78,29 @@ def pvc(
     vac: str | None = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
-        "name": name, "namespace": namespace, "uid": uid or f"uid-{namespace}-{name}",
+        "name": name,
+        "namespace": namespace,
+        "uid": uid or f"uid-{namespace}-{name}",
         "resourceVersion": "1",
     }
     spec: dict[str, Any] = {"accessModes": list(modes), "resources": {}}
     if size is not None:
         spec["resources"] = {"requests": {"storage": size}}
     optional_spec = {
-        "storageClassName": cls, "volumeName": volume_name, "selector": selector,
-        "volumeMode": volume_mode, "volumeAttributesClassName": vac,
+        "storageClassName": cls,
+        "volumeName": volume_name,
+        "selector": selector,
+        "volumeMode": volume_mode,
+        "volumeAttributesClassName": vac,
     }
     spec.update({k: v for k, v in optional_spec.items() if v is not None})
     if annotations:
         meta["annotations"] = dict(annotations)
     obj: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec,
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": meta,
+        "spec": spec,
     }
     if phase is not None:
         obj["status"] = {"phase": phase}
@@ -108,9 +124,13 @@ def ref_to(name: str, namespace: str = "default", uid: str | None = None) -> dic
 
 
 def zone_affinity(*zones: str, key: str = "zone") -> dict[str, Any]:
-    return {"required": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": key, "operator": "In", "values": list(zones)}]}
-    ]}}
+    return {
+        "required": {
+            "nodeSelectorTerms": [
+                {"matchExpressions": [{"key": key, "operator": "In", "values": list(zones)}]}
+            ]
+        }
+    }
 
 
 def node(name: str, **labels: str) -> dict[str, Any]:
@@ -143,10 +163,24 @@ BOTH_PATHS_CASES = [
     ("volume without capacity is zero", pvc("c", "1"), [pv("a", None)], None),
     # volumeMode: unset means Filesystem on both sides
     ("Block claim skips unset-mode volume", pvc("c", volume_mode="Block"), [pv("a")], None),
-    ("Block claim takes Block volume", pvc("c", volume_mode="Block"),
-     [pv("a"), pv("b", volume_mode="Block")], "b"),
-    ("unset claim mode takes Filesystem volume", pvc("c"), [pv("a", volume_mode="Filesystem")], "a"),
-    ("Filesystem claim takes unset-mode volume", pvc("c", volume_mode="Filesystem"), [pv("a")], "a"),
+    (
+        "Block claim takes Block volume",
+        pvc("c", volume_mode="Block"),
+        [pv("a"), pv("b", volume_mode="Block")],
+        "b",
+    ),
+    (
+        "unset claim mode takes Filesystem volume",
+        pvc("c"),
+        [pv("a", volume_mode="Filesystem")],
+        "a",
+    ),
+    (
+        "Filesystem claim takes unset-mode volume",
+        pvc("c", volume_mode="Filesystem"),
+        [pv("a")],
+        "a",
+    ),
     ("unset claim mode skips Block volume", pvc("c"), [pv("a", volume_mode="Block")], None),
     # volumeAttributesClassName: unset means ""
     ("VAC must be equal", pvc("c", vac="fast"), [pv("a"), pv("b", vac="slow")], None),
@@ -154,49 +188,109 @@ BOTH_PATHS_CASES = [
     ("unset VAC equals empty VAC", pvc("c", vac=""), [pv("a")], "a"),
     ("claim without VAC skips volume with VAC", pvc("c"), [pv("a", vac="fast")], None),
     # deletion
-    ("volume being deleted is skipped", CLAIM, [pv("a", "5Gi", deleting=True), pv("b", "9Gi")], "b"),
-    ("pre-bound volume being deleted is skipped", CLAIM,
-     [pv("a", "5Gi", claim=ref(CLAIM), deleting=True)], None),
+    (
+        "volume being deleted is skipped",
+        CLAIM,
+        [pv("a", "5Gi", deleting=True), pv("b", "9Gi")],
+        "b",
+    ),
+    (
+        "pre-bound volume being deleted is skipped",
+        CLAIM,
+        [pv("a", "5Gi", claim=ref(CLAIM), deleting=True)],
+        None,
+    ),
     # phase
     ("Pending volume is skipped", CLAIM, [pv("a", "5Gi", phase="Pending")], None),
     ("volume without status is skipped", CLAIM, [pv("a", "5Gi", phase=None)], None),
-    ("Released volume without claimRef is skipped", CLAIM, [pv("a", "5Gi", phase="Released")], None),
+    (
+        "Released volume without claimRef is skipped",
+        CLAIM,
+        [pv("a", "5Gi", phase="Released")],
+        None,
+    ),
     ("Failed volume is skipped", CLAIM, [pv("a", "5Gi", phase="Failed")], None),
     # claimRef
-    ("volume bound to another claim is skipped", CLAIM,
-     [pv("a", "5Gi", claim=ref(OTHER), phase="Bound"), pv("b", "7Gi")], "b"),
-    ("pre-bound volume wins over a smaller one", CLAIM,
-     [pv("a", "4Gi"), pv("b", "100Gi", claim=ref(CLAIM, with_uid=False))], "b"),
-    ("pre-bound with matching uid wins", CLAIM,
-     [pv("a", "4Gi"), pv("b", "100Gi", claim=ref(CLAIM), phase="Bound")], "b"),
-    ("pre-bound with another uid (old claim) is skipped", CLAIM,
-     [pv("b", "100Gi", claim=ref_to("claim", uid="old-uid"), phase="Released")], None),
-    ("pre-bound in another namespace is skipped", CLAIM,
-     [pv("b", "100Gi", claim=ref_to("claim", namespace="other"))], None),
-    ("pre-bound but too small falls back to smallest", CLAIM,
-     [pv("a", "1Gi", claim=ref(CLAIM, with_uid=False)), pv("b", "8Gi"), pv("c", "5Gi")], "c"),
+    (
+        "volume bound to another claim is skipped",
+        CLAIM,
+        [pv("a", "5Gi", claim=ref(OTHER), phase="Bound"), pv("b", "7Gi")],
+        "b",
+    ),
+    (
+        "pre-bound volume wins over a smaller one",
+        CLAIM,
+        [pv("a", "4Gi"), pv("b", "100Gi", claim=ref(CLAIM, with_uid=False))],
+        "b",
+    ),
+    (
+        "pre-bound with matching uid wins",
+        CLAIM,
+        [pv("a", "4Gi"), pv("b", "100Gi", claim=ref(CLAIM), phase="Bound")],
+        "b",
+    ),
+    (
+        "pre-bound with another uid (old claim) is skipped",
+        CLAIM,
+        [pv("b", "100Gi", claim=ref_to("claim", uid="old-uid"), phase="Released")],
+        None,
+    ),
+    (
+        "pre-bound in another namespace is skipped",
+        CLAIM,
+        [pv("b", "100Gi", claim=ref_to("claim", namespace="other"))],
+        None,
+    ),
+    (
+        "pre-bound but too small falls back to smallest",
+        CLAIM,
+        [pv("a", "1Gi", claim=ref(CLAIM, with_uid=False)), pv("b", "8Gi"), pv("c", "5Gi")],
+        "c",
+    ),
     ("pre-bound ignores phase", CLAIM, [pv("a", "5Gi", claim=ref(CLAIM), phase="Released")], "a"),
     ("pre-bound ignores class", CLAIM, [pv("a", "5Gi", cls="gold", claim=ref(CLAIM))], "a"),
-    ("pre-bound ignores selector", pvc("claim", "3Gi", selector={"matchLabels": {"x": "y"}}),
-     [pv("a", "5Gi", claim=ref(CLAIM))], "a"),
-    ("pre-bound still needs volumeMode", CLAIM,
-     [pv("a", "5Gi", claim=ref(CLAIM), volume_mode="Block")], None),
+    (
+        "pre-bound ignores selector",
+        pvc("claim", "3Gi", selector={"matchLabels": {"x": "y"}}),
+        [pv("a", "5Gi", claim=ref(CLAIM))],
+        "a",
+    ),
+    (
+        "pre-bound still needs volumeMode",
+        CLAIM,
+        [pv("a", "5Gi", claim=ref(CLAIM), volume_mode="Block")],
+        None,
+    ),
     ("pre-bound still needs VAC", CLAIM, [pv("a", "5Gi", claim=ref(CLAIM), vac="x")], None),
     # storage class, beta annotation first, unset and "" both "no class"
     ("class must be equal", pvc("c", cls="gold"), [pv("a"), pv("b", cls="silver")], None),
     ("class equal", pvc("c", cls="gold"), [pv("a"), pv("b", cls="gold")], "b"),
     ("unset claim class takes class-less volume", pvc("c"), [pv("a", cls="gold"), pv("b")], "b"),
     ("empty claim class takes class-less volume", pvc("c", cls=""), [pv("a", cls="")], "a"),
-    ("beta annotation on volume wins over spec", pvc("c", cls="gold"),
-     [pv("a", cls="silver", annotations={matching.ANN_BETA_STORAGE_CLASS: "gold"})], "a"),
-    ("beta annotation on claim wins over spec", pvc(
-        "c", cls="silver", annotations={matching.ANN_BETA_STORAGE_CLASS: "gold"}),
-     [pv("a", cls="silver"), pv("b", cls="gold")], "b"),
-    ("empty beta annotation on claim means no class", pvc(
-        "c", cls="gold", annotations={matching.ANN_BETA_STORAGE_CLASS: ""}),
-     [pv("a", cls="gold"), pv("b")], "b"),
-    ("empty beta annotation on volume means no class", pvc("c", cls="gold"),
-     [pv("a", cls="gold", annotations={matching.ANN_BETA_STORAGE_CLASS: ""})], None),
+    (
+        "beta annotation on volume wins over spec",
+        pvc("c", cls="gold"),
+        [pv("a", cls="silver", annotations={matching.ANN_BETA_STORAGE_CLASS: "gold"})],
+        "a",
+    ),
+    (
+        "beta annotation on claim wins over spec",
+        pvc("c", cls="silver", annotations={matching.ANN_BETA_STORAGE_CLASS: "gold"}),
+        [pv("a", cls="silver"), pv("b", cls="gold")],
+        "b",
+    ),
+    (
+        "empty beta annotation on claim means no class",
+        pvc("c", cls="gold", annotations={matching.ANN_BETA_STORAGE_CLASS: ""}),
+        [pv("a", cls="gold"), pv("b")],
+        "b",
+    ),
+    (
+        "empty beta annotation on volume means no class",
+        pvc("c", cls="gold"),
+        [pv("a", cls="gold", annotations={matching.ANN_BETA_STORAGE_CLASS: ""})],
+        None,
+    ),
 ]
 
 
@@ -216,15 +310,34 @@ def test_controller_path_rules(
 
 SELECTOR_CASES = [
     ("matchLabels", {"matchLabels": {"tier": "db"}}, "db"),
-    ("matchExpressions In", {"matchExpressions": [
-        {"key": "tier", "operator": "In", "values": ["db", "cache"]}]}, "db"),
-    ("matchExpressions NotIn picks unlabeled smallest", {"matchExpressions": [
-        {"key": "tier", "operator": "NotIn", "values": ["db"]}]}, "plain"),
-    ("matchExpressions Exists", {"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, "db"),
-    ("matchExpressions DoesNotExist", {"matchExpressions": [
-        {"key": "tier", "operator": "DoesNotExist"}]}, "plain"),
-    ("both parts ANDed", {"matchLabels": {"tier": "db"}, "matchExpressions": [
-        {"key": "zone", "operator": "In", "values": ["b"]}]}, "db-b"),
+    (
+        "matchExpressions In",
+        {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["db", "cache"]}]},
+        "db",
+    ),
+    (
+        "matchExpressions NotIn picks unlabeled smallest",
+        {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]},
+        "plain",
+    ),
+    (
+        "matchExpressions Exists",
+        {"matchExpressions": [{"key": "tier", "operator": "Exists"}]},
+        "db",
+    ),
+    (
+        "matchExpressions DoesNotExist",
+        {"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]},
+        "plain",
+    ),
+    (
+        "both parts ANDed",
+        {
+            "matchLabels": {"tier": "db"},
+            "matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}],
+        },
+        "db-b",
+    ),
     ("no volume matches", {"matchLabels": {"tier": "web"}}, None),
     ("empty selector matches everything", {}, "plain"),
 ]
@@ -259,21 +372,49 @@ def test_invalid_request_quantity_is_an_error() -> None:
 # The controller's path: access-mode groups.
 
 GROUP_CASES = [
-    ("fewest-modes group first, even if its volume is larger", (RWO,),
-     [pv("wide", "1Gi", (RWO, ROX, RWX)), pv("narrow", "10Gi", (RWO,))], "narrow"),
-    ("falls through to a wider group", (RWO,),
-     [pv("wide", "1Gi", (RWO, ROX, RWX)), pv("narrow", "100Mi", (RWO,))], "wide"),
-    ("group must hold every requested mode", (RWO, RWX),
-     [pv("a", "1Gi", (RWO,)), pv("b", "1Gi", (RWX,)), pv("c", "1Gi", (RWO, RWX))], "c"),
+    (
+        "fewest-modes group first, even if its volume is larger",
+        (RWO,),
+        [pv("wide", "1Gi", (RWO, ROX, RWX)), pv("narrow", "10Gi", (RWO,))],
+        "narrow",
+    ),
+    (
+        "falls through to a wider group",
+        (RWO,),
+        [pv("wide", "1Gi", (RWO, ROX, RWX)), pv("narrow", "100Mi", (RWO,))],
+        "wide",
+    ),
+    (
+        "group must hold every requested mode",
+        (RWO, RWX),
+        [pv("a", "1Gi", (RWO,)), pv("b", "1Gi", (RWX,)), pv("c", "1Gi", (RWO, RWX))],
+        "c",
+    ),
     ("no group offers the mode", (RWX,), [pv("a", "1Gi", (RWO, ROX))], None),
-    ("two-mode group before three-mode group", (ROX,),
-     [pv("three", "1Gi", (RWO, ROX, RWX)), pv("two", "5Gi", (RWO, ROX))], "two"),
-    ("pre-bound volume in a later group loses to a fit in an earlier group", (RWO,),
-     [pv("prebound", "1Gi", (RWO, RWX), claim=ref_to("c")), pv("free", "1Gi", (RWO,))], "free"),
-    ("pre-bound volume wins within its group", (RWO,),
-     [pv("prebound", "9Gi", (RWO,), claim=ref_to("c")), pv("free", "1Gi", (RWO,))], "prebound"),
-    ("pre-bound volume must offer the modes", (RWX,),
-     [pv("prebound", "9Gi", (RWO,), claim=ref_to("c"))], None),
+    (
+        "two-mode group before three-mode group",
+        (ROX,),
+        [pv("three", "1Gi", (RWO, ROX, RWX)), pv("two", "5Gi", (RWO, ROX))],
+        "two",
+    ),
+    (
+        "pre-bound volume in a later group loses to a fit in an earlier group",
+        (RWO,),
+        [pv("prebound", "1Gi", (RWO, RWX), claim=ref_to("c")), pv("free", "1Gi", (RWO,))],
+        "free",
+    ),
+    (
+        "pre-bound volume wins within its group",
+        (RWO,),
+        [pv("prebound", "9Gi", (RWO,), claim=ref_to("c")), pv("free", "1Gi", (RWO,))],
+        "prebound",
+    ),
+    (
+        "pre-bound volume must offer the modes",
+        (RWX,),
+        [pv("prebound", "9Gi", (RWO,), claim=ref_to("c"))],
+        None,
+    ),
     ("equal sizes: smallest name", (RWO,), [pv("b", "1Gi"), pv("a", "1Gi"), pv("c", "1Gi")], "a"),
 ]
 
@@ -309,32 +450,78 @@ ZONE_A = zone_affinity("a")
 
 
 SCHEDULER_CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any], Any]] = [
-    ("access modes checked per volume: smallest overall", {"modes": (RWO,)},
-     [pv("narrow", "10Gi", (RWO,)), pv("wide", "5Gi", (RWO, RWX))], {"node": node("n")}, "wide"),
-    ("access modes must all be offered", {"modes": (RWO, RWX)},
-     [pv("narrow", "5Gi", (RWO,)), pv("wide", "9Gi", (RWO, RWX))], {"node": node("n")}, "wide"),
-    ("node affinity mismatch skips the volume", {},
-     [pv("a", "5Gi", affinity=ZONE_A), pv("b", "9Gi")], {"node": node("n", zone="b")}, "b"),
-    ("node affinity match", {},
-     [pv("a", "5Gi", affinity=ZONE_A), pv("b", "9Gi")], {"node": node("n", zone="a")}, "a"),
-    ("pre-bound volume failing affinity means no match at all", {},
-     [pv("a", "5Gi", claim=ref(CLAIM), affinity=ZONE_A), pv("b", "9Gi")],
-     {"node": node("n", zone="b")}, None),
-    ("pre-bound volume passing affinity wins", {},
-     [pv("b", "4Gi"), pv("a", "9Gi", claim=ref(CLAIM), affinity=ZONE_A)],
-     {"node": node("n", zone="a")}, "a"),
-    ("excluded volumes are skipped", {},
-     [pv("a", "4Gi"), pv("b", "5Gi")], {"excluded_volumes": {"a"}}, "b"),
-    ("excluded pre-bound volume is skipped", {},
-     [pv("a", "4Gi", claim=ref(CLAIM)), pv("b", "5Gi")], {"excluded_volumes": ["a"]}, "b"),
-    ("delayed binding with a node considers unbound volumes", {},
-     [pv("a", "4Gi")], {"node": node("n"), "delay_binding": True}, "a"),
-    ("first among equals in list order", {},
-     [pv("b", "4Gi"), pv("a", "4Gi")], {}, "b"),
-    ("without node the access modes are not checked (Kubernetes leaves it to the index)",
-     {"modes": (RWX,)}, [pv("a", "4Gi", (RWO,))], {}, "a"),
-    ("without node affinity is not checked", {},
-     [pv("a", "4Gi", affinity=ZONE_A)], {}, "a"),
+    (
+        "access modes checked per volume: smallest overall",
+        {"modes": (RWO,)},
+        [pv("narrow", "10Gi", (RWO,)), pv("wide", "5Gi", (RWO, RWX))],
+        {"node": node("n")},
+        "wide",
+    ),
+    (
+        "access modes must all be offered",
+        {"modes": (RWO, RWX)},
+        [pv("narrow", "5Gi", (RWO,)), pv("wide", "9Gi", (RWO, RWX))],
+        {"node": node("n")},
+        "wide",
+    ),
+    (
+        "node affinity mismatch skips the volume",
+        {},
+        [pv("a", "5Gi", affinity=ZONE_A), pv("b", "9Gi")],
+        {"node": node("n", zone="b")},
+        "b",
+    ),
+    (
+        "node affinity match",
+        {},
+        [pv("a", "5Gi", affinity=ZONE_A), pv("b", "9Gi")],
+        {"node": node("n", zone="a")},
+        "a",
+    ),
+    (
+        "pre-bound volume failing affinity means no match at all",
+        {},
+        [pv("a", "5Gi", claim=ref(CLAIM), affinity=ZONE_A), pv("b", "9Gi")],
+        {"node": node("n", zone="b")},
+        None,
+    ),
+    (
+        "pre-bound volume passing affinity wins",
+        {},
+        [pv("b", "4Gi"), pv("a", "9Gi", claim=ref(CLAIM), affinity=ZONE_A)],
+        {"node": node("n", zone="a")},
+        "a",
+    ),
+    (
+        "excluded volumes are skipped",
+        {},
+        [pv("a", "4Gi"), pv("b", "5Gi")],
+        {"excluded_volumes": {"a"}},
+        "b",
+    ),
+    (
+        "excluded pre-bound volume is skipped",
+        {},
+        [pv("a", "4Gi", claim=ref(CLAIM)), pv("b", "5Gi")],
+        {"excluded_volumes": ["a"]},
+        "b",
+    ),
+    (
+        "delayed binding with a node considers unbound volumes",
+        {},
+        [pv("a", "4Gi")],
+        {"node": node("n"), "delay_binding": True},
+        "a",
+    ),
+    ("first among equals in list order", {}, [pv("b", "4Gi"), pv("a", "4Gi")], {}, "b"),
+    (
+        "without node the access modes are not checked (Kubernetes leaves it to the index)",
+        {"modes": (RWX,)},
+        [pv("a", "4Gi", (RWO,))],
+        {},
+        "a",
+    ),
+    ("without node affinity is not checked", {}, [pv("a", "4Gi", affinity=ZONE_A)], {}, "a"),
 ]
 
 
@@ -370,57 +557,199 @@ LABELS = {"zone": "a", "cpus": "8", "name": "x"}
 NODE_SELECTOR_CASES = [
     ("In matches", terms({"matchExpressions": [expr("zone", "In", "a", "b")]}), LABELS, "", True),
     ("In misses", terms({"matchExpressions": [expr("zone", "In", "b")]}), LABELS, "", False),
-    ("In on missing key", terms({"matchExpressions": [expr("rack", "In", "1")]}), LABELS, "", False),
-    ("NotIn on other value", terms({"matchExpressions": [expr("zone", "NotIn", "b")]}), LABELS, "", True),
-    ("NotIn on same value", terms({"matchExpressions": [expr("zone", "NotIn", "a")]}), LABELS, "", False),
-    ("NotIn on missing key", terms({"matchExpressions": [expr("rack", "NotIn", "1")]}), LABELS, "", True),
+    (
+        "In on missing key",
+        terms({"matchExpressions": [expr("rack", "In", "1")]}),
+        LABELS,
+        "",
+        False,
+    ),
+    (
+        "NotIn on other value",
+        terms({"matchExpressions": [expr("zone", "NotIn", "b")]}),
+        LABELS,
+        "",
+        True,
+    ),
+    (
+        "NotIn on same value",
+        terms({"matchExpressions": [expr("zone", "NotIn", "a")]}),
+        LABELS,
+        "",
+        False,
+    ),
+    (
+        "NotIn on missing key",
+        terms({"matchExpressions": [expr("rack", "NotIn", "1")]}),
+        LABELS,
+        "",
+        True,
+    ),
     ("Exists", terms({"matchExpressions": [expr("zone", "Exists")]}), LABELS, "", True),
     ("Exists missing", terms({"matchExpressions": [expr("rack", "Exists")]}), LABELS, "", False),
     ("DoesNotExist", terms({"matchExpressions": [expr("rack", "DoesNotExist")]}), LABELS, "", True),
-    ("DoesNotExist present", terms({"matchExpressions": [expr("zone", "DoesNotExist")]}),
-     LABELS, "", False),
+    (
+        "DoesNotExist present",
+        terms({"matchExpressions": [expr("zone", "DoesNotExist")]}),
+        LABELS,
+        "",
+        False,
+    ),
     ("Gt", terms({"matchExpressions": [expr("cpus", "Gt", "4")]}), LABELS, "", True),
-    ("Gt equal is false", terms({"matchExpressions": [expr("cpus", "Gt", "8")]}), LABELS, "", False),
+    (
+        "Gt equal is false",
+        terms({"matchExpressions": [expr("cpus", "Gt", "8")]}),
+        LABELS,
+        "",
+        False,
+    ),
     ("Lt", terms({"matchExpressions": [expr("cpus", "Lt", "16")]}), LABELS, "", True),
-    ("Lt negative bound", terms({"matchExpressions": [expr("cpus", "Lt", "-1")]}), LABELS, "", False),
-    ("Gt on non-integer label", terms({"matchExpressions": [expr("name", "Gt", "1")]}), LABELS, "", False),
-    ("Gt on missing label", terms({"matchExpressions": [expr("rack", "Gt", "1")]}), LABELS, "", False),
-    ("Gt with non-integer value is invalid", terms({"matchExpressions": [expr("cpus", "Gt", "x")]}),
-     LABELS, "", False),
-    ("Gt with two values is invalid", terms({"matchExpressions": [expr("cpus", "Gt", "1", "2")]}),
-     LABELS, "", False),
-    ("In without values is invalid", terms({"matchExpressions": [expr("zone", "NotIn")]}),
-     LABELS, "", False),
-    ("Exists with values is invalid", terms({"matchExpressions": [expr("zone", "Exists", "a")]}),
-     LABELS, "", False),
-    ("unknown operator is invalid", terms({"matchExpressions": [expr("zone", "Is", "a")]}),
-     LABELS, "", False),
-    ("expressions are ANDed", terms({"matchExpressions": [
-        expr("zone", "In", "a"), expr("cpus", "Gt", "10")]}), LABELS, "", False),
-    ("terms are ORed", terms({"matchExpressions": [expr("zone", "In", "b")]},
-                             {"matchExpressions": [expr("cpus", "Gt", "4")]}), LABELS, "", True),
-    ("invalid term does not spoil a valid one", terms(
-        {"matchExpressions": [expr("zone", "Exists", "oops")]},
-        {"matchExpressions": [expr("zone", "In", "a")]}), LABELS, "", True),
+    (
+        "Lt negative bound",
+        terms({"matchExpressions": [expr("cpus", "Lt", "-1")]}),
+        LABELS,
+        "",
+        False,
+    ),
+    (
+        "Gt on non-integer label",
+        terms({"matchExpressions": [expr("name", "Gt", "1")]}),
+        LABELS,
+        "",
+        False,
+    ),
+    (
+        "Gt on missing label",
+        terms({"matchExpressions": [expr("rack", "Gt", "1")]}),
+        LABELS,
+        "",
+        False,
+    ),
+    (
+        "Gt with non-integer value is invalid",
+        terms({"matchExpressions": [expr("cpus", "Gt", "x")]}),
+        LABELS,
+        "",
+        False,
+    ),
+    (
+        "Gt with two values is invalid",
+        terms({"matchExpressions": [expr("cpus", "Gt", "1", "2")]}),
+        LABELS,
+        "",
+        False,
+    ),
+    (
+        "In without values is invalid",
+        terms({"matchExpressions": [expr("zone", "NotIn")]}),
+        LABELS,
+        "",
+        False,
+    ),
+    (
+        "Exists with values is invalid",
+        terms({"matchExpressions": [expr("zone", "Exists", "a")]}),
+        LABELS,
+        "",
+        False,
+    ),
+    (
+        "unknown operator is invalid",
+        terms({"matchExpressions": [expr("zone", "Is", "a")]}),
+        LABELS,
+        "",
+        False,
+    ),
+    (
+        "expressions are ANDed",
+        terms({"matchExpressions": [expr("zone", "In", "a"), expr("cpus", "Gt", "10")]}),
+        LABELS,
+        "",
+        False,
+    ),
+    (
+        "terms are ORed",
+        terms(
+            {"matchExpressions": [expr("zone", "In", "b")]},
+            {"matchExpressions": [expr("cpus", "Gt", "4")]},
+        ),
+        LABELS,
+        "",
+        True,
+    ),
+    (
+        "invalid term does not spoil a valid one",
+        terms(
+            {"matchExpressions": [expr("zone", "Exists", "oops")]},
+            {"matchExpressions": [expr("zone", "In", "a")]},
+        ),
+        LABELS,
+        "",
+        True,
+    ),
     ("empty term matches nothing", terms({}), LABELS, "", False),
-    ("empty expression lists match nothing", terms({"matchExpressions": [], "matchFields": []}),
-     LABELS, "", False),
+    (
+        "empty expression lists match nothing",
+        terms({"matchExpressions": [], "matchFields": []}),
+        LABELS,
+        "",
+        False,
+    ),
     ("no terms match nothing", terms(), LABELS, "", False),
-    ("matchFields metadata.name In", terms({"matchFields": [expr("metadata.name", "In", "n1")]}),
-     LABELS, "n1", True),
-    ("matchFields metadata.name In other node", terms(
-        {"matchFields": [expr("metadata.name", "In", "n1")]}), LABELS, "n2", False),
-    ("matchFields metadata.name NotIn", terms(
-        {"matchFields": [expr("metadata.name", "NotIn", "n1")]}), LABELS, "n2", True),
-    ("matchFields ANDed with expressions", terms({
-        "matchExpressions": [expr("zone", "In", "b")],
-        "matchFields": [expr("metadata.name", "In", "n1")]}), LABELS, "n1", False),
-    ("matchFields skipped for a node without name", terms(
-        {"matchFields": [expr("metadata.name", "In", "n1")]}), LABELS, "", True),
-    ("matchFields with two values is invalid even unnamed", terms(
-        {"matchFields": [expr("metadata.name", "In", "n1", "n2")]}), LABELS, "", False),
-    ("matchFields Exists is invalid", terms(
-        {"matchFields": [expr("metadata.name", "Exists")]}), LABELS, "n1", False),
+    (
+        "matchFields metadata.name In",
+        terms({"matchFields": [expr("metadata.name", "In", "n1")]}),
+        LABELS,
+        "n1",
+        True,
+    ),
+    (
+        "matchFields metadata.name In other node",
+        terms({"matchFields": [expr("metadata.name", "In", "n1")]}),
+        LABELS,
+        "n2",
+        False,
+    ),
+    (
+        "matchFields metadata.name NotIn",
+        terms({"matchFields": [expr("metadata.name", "NotIn", "n1")]}),
+        LABELS,
+        "n2",
+        True,
+    ),
+    (
+        "matchFields ANDed with expressions",
+        terms(
+            {
+                "matchExpressions": [expr("zone", "In", "b")],
+                "matchFields": [expr("metadata.name", "In", "n1")],
+            }
+        ),
+        LABELS,
+        "n1",
+        False,
+    ),
+    (
+        "matchFields skipped for a node without name",
+        terms({"matchFields": [expr("metadata.name", "In", "n1")]}),
+        LABELS,
+        "",
+        True,
+    ),
+    (
+        "matchFields with two values is invalid even unnamed",
+        terms({"matchFields": [expr("metadata.name", "In", "n1", "n2")]}),
+        LABELS,
+        "",
+        False,
+    ),
+    (
+        "matchFields Exists is invalid",
+        terms({"matchFields": [expr("metadata.name", "Exists")]}),
+        LABELS,
+        "n1",
+        False,
+    ),
 ]
 
 
@@ -441,8 +770,11 @@ AFFINITY_CASES = [
     ("required matching", zone_affinity("a"), True),
     ("required not matching", zone_affinity("b"), False),
     # Kubernetes builds the node from labels only, so matchFields cannot exclude it.
-    ("matchFields are not enforced", {"required": terms(
-        {"matchFields": [expr("metadata.name", "In", "elsewhere")]})}, True),
+    (
+        "matchFields are not enforced",
+        {"required": terms({"matchFields": [expr("metadata.name", "In", "elsewhere")]})},
+        True,
+    ),
     ("required with no terms", {"required": terms()}, False),
 ]
 
@@ -468,7 +800,8 @@ BOUND_TO_CLAIM_CASES = [
 
 
 @pytest.mark.parametrize(
-    ("claim_ref", "expected"), [c[1:] for c in BOUND_TO_CLAIM_CASES],
+    ("claim_ref", "expected"),
+    [c[1:] for c in BOUND_TO_CLAIM_CASES],
     ids=[c[0] for c in BOUND_TO_CLAIM_CASES],
 )
 def test_is_volume_bound_to_claim(claim_ref: dict[str, Any] | None, expected: bool) -> None:
@@ -477,16 +810,28 @@ def test_is_volume_bound_to_claim(claim_ref: dict[str, Any] | None, expected: bo
 
 SATISFY_CASES = [
     ("fits", pv("v", "5Gi"), CLAIM, None),
-    ("deleting comes first", pv("v", "1Gi", deleting=True), CLAIM,
-     matching.Unsatisfied.MARKED_FOR_DELETION),
+    (
+        "deleting comes first",
+        pv("v", "1Gi", deleting=True),
+        CLAIM,
+        matching.Unsatisfied.MARKED_FOR_DELETION,
+    ),
     ("too small", pv("v", "1Gi"), CLAIM, matching.Unsatisfied.TOO_SMALL),
     ("sizes rounded up to bytes", pv("v", "1500m"), pvc("c", "2"), None),
     ("class", pv("v", "5Gi", cls="gold"), CLAIM, matching.Unsatisfied.CLASS_MISMATCH),
-    ("class before VAC", pv("v", "5Gi", cls="gold", vac="x"), CLAIM,
-     matching.Unsatisfied.CLASS_MISMATCH),
+    (
+        "class before VAC",
+        pv("v", "5Gi", cls="gold", vac="x"),
+        CLAIM,
+        matching.Unsatisfied.CLASS_MISMATCH,
+    ),
     ("VAC", pv("v", "5Gi", vac="x"), CLAIM, matching.Unsatisfied.ATTRIBUTES_CLASS_MISMATCH),
-    ("volume mode", pv("v", "5Gi", volume_mode="Block"), CLAIM,
-     matching.Unsatisfied.VOLUME_MODE_MISMATCH),
+    (
+        "volume mode",
+        pv("v", "5Gi", volume_mode="Block"),
+        CLAIM,
+        matching.Unsatisfied.VOLUME_MODE_MISMATCH,
+    ),
     ("access mode", pv("v", "5Gi", (ROX,)), CLAIM, matching.Unsatisfied.ACCESS_MODE_MISMATCH),
     ("more modes are fine", pv("v", "5Gi", (RWO, RWX)), CLAIM, None),
     ("phase does not matter", pv("v", "5Gi", phase="Released"), CLAIM, None),
@@ -494,7 +839,9 @@ SATISFY_CASES = [
 
 
 @pytest.mark.parametrize(
-    ("volume", "claim", "expected"), [c[1:] for c in SATISFY_CASES], ids=[c[0] for c in SATISFY_CASES]
+    ("volume", "claim", "expected"),
+    [c[1:] for c in SATISFY_CASES],
+    ids=[c[0] for c in SATISFY_CASES],
 )
 def test_check_volume_satisfies_claim(
     volume: dict[str, Any], claim: dict[str, Any], expected: matching.Unsatisfied | None
@@ -521,10 +868,13 @@ CLASS_CASES = [
 
 
 @pytest.mark.parametrize(
-    ("anns", "spec_class", "expected", "has_class"), [c[1:] for c in CLASS_CASES],
+    ("anns", "spec_class", "expected", "has_class"),
+    [c[1:] for c in CLASS_CASES],
     ids=[c[0] for c in CLASS_CASES],
 )
-def test_claim_class(anns: dict[str, str], spec_class: str | None, expected: str, has_class: bool) -> None:
+def test_claim_class(
+    anns: dict[str, str], spec_class: str | None, expected: str, has_class: bool
+) -> None:
     claim = pvc("c", cls=spec_class, annotations=anns)
     assert matching.claim_class(claim) == expected
     assert matching.claim_has_class(claim) is has_class
@@ -562,10 +912,13 @@ def test_index_forgets_mode_groups_of_removed_volumes() -> None:
 
 
 def test_index_finds_prebound_volumes_by_claim_ref() -> None:
-    index = matching.VolumeIndex([
-        pv("p1", claim=ref(CLAIM), phase="Bound"), pv("p2", claim=ref(CLAIM, with_uid=False)),
-        pv("free"),
-    ])
+    index = matching.VolumeIndex(
+        [
+            pv("p1", claim=ref(CLAIM), phase="Bound"),
+            pv("p2", claim=ref(CLAIM, with_uid=False)),
+            pv("free"),
+        ]
+    )
     assert [names(v) for v in index.volumes_claiming("default", "claim")] == ["p1", "p2"]
     index.upsert(pv("p1"))
     assert [names(v) for v in index.volumes_claiming("default", "claim")] == ["p2"]
@@ -580,8 +933,13 @@ def test_index_rejects_bad_capacity_without_losing_the_old_version() -> None:
 
 def test_selector_scan_skips_non_matching_volumes_in_size_order() -> None:
     volumes = [pv(f"v{i}", f"{i}Gi", labels={"n": str(i)}) for i in range(1, 50)]
-    claim = pvc("c", "10Gi", selector={"matchExpressions": [
-        {"key": "n", "operator": "In", "values": ["7", "30", "12"]}]})
+    claim = pvc(
+        "c",
+        "10Gi",
+        selector={
+            "matchExpressions": [{"key": "n", "operator": "In", "values": ["7", "30", "12"]}]
+        },
+    )
     assert names(matching.find_best_match_for_claim(claim, volumes)) == "v12"
 
 

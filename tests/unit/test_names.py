@@ -60,11 +60,11 @@ def test_dns1123_subdomain(value: str, errors: list[str]) -> None:
     ("Example.com/a", ["prefix part " + SUBDOMAIN_MSG]),
     ("example.com/", ["name part must be non-empty", QNAME_PART_MSG]),
     ("-a", [QNAME_PART_MSG]), ("a b", [QNAME_PART_MSG]),
-    ("a/b/c", ["a qualified name must consist of alphanumeric characters, '-', '_' or '.', and "
+    ("a/b/c", [("a qualified name must consist of alphanumeric characters, '-', '_' or '.', and "
                "must start and end with an alphanumeric character (e.g. 'MyName',  or "
                "'my.name',  or '123-abc', regex used for validation is "
                "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix "
-               "and '/' (e.g. 'example.com/MyName')"]),
+               "and '/' (e.g. 'example.com/MyName')")]),
 ])
 def test_qualified_name(value: str, errors: list[str]) -> None:
     assert names.is_qualified_name(value) == errors
@@ -140,8 +140,8 @@ def test_go_quote(text: str, quoted: str) -> None:
     (names.invalid("spec.x", True, "bad"), "Invalid value: true: bad", "FieldValueInvalid"),
     (names.not_supported("spec.accessModes[0]", "X",
                          ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"]),
-     'Unsupported value: "X": supported values: "ReadOnlyMany", "ReadWriteMany", '
-     '"ReadWriteOnce", "ReadWriteOncePod"', "FieldValueNotSupported"),
+     ('Unsupported value: "X": supported values: "ReadOnlyMany", "ReadWriteMany", '
+     '"ReadWriteOnce", "ReadWriteOncePod"'), "FieldValueNotSupported"),
     (names.forbidden("spec", "nope"), "Forbidden: nope", "FieldValueForbidden"),
     (names.duplicate("spec.volumes[1].name", "data"), 'Duplicate value: "data"',
      "FieldValueDuplicate"),

@@ -137,3 +137,18 @@ def test_huge_exponent_is_fast() -> None:
     # bounded work even for an absurd exponent
     with pytest.raises(QuantityError):
         quantity.parse_quantity("1e999999999")
+
+
+@pytest.mark.parametrize("raw, stored", [
+    # every ResourceList value is rounded up to a milli (SetDefaults_ResourceList)
+    ("1500u", "2m"), ("100m", "100m"), ("1n", "1m"), ("-1500u", "-2m"), ("1Gi", "1Gi"),
+    (" 2Gi", "2Gi"), ("1.5Gi", "1536Mi"), ("0.0001Ki", "103m"), (5, "5"), (0.25, "250m"),
+    ("1e3", "1e3"), ("1000", "1k"),
+])
+def test_canonical_resource_quantity(raw: object, stored: str) -> None:
+    assert quantity.canonical_resource_quantity(raw) == stored
+
+
+def test_round_up_to_milli_keeps_exact_values() -> None:
+    q = quantity.parse("+1")
+    assert quantity.round_up_to_milli(q) is q  # already milli-exact: the kept string survives
