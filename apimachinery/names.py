@@ -444,3 +444,21 @@ def validate_object_meta_update(new: Mapping[str, Any] | None, old: Mapping[str,
     causes += _validate_owner_references(new.get("ownerReferences"), f"{path}.ownerReferences")
     causes += validate_finalizers(new.get("finalizers"), f"{path}.finalizers")
     return causes
+
+
+def carry_system_fields(new: dict[str, Any], old: Mapping[str, Any]) -> None:
+    """rest.BeforeUpdate's fix-ups of a new ObjectMeta, to run before validating an update.
+
+    A client may omit the uid, and may not move creation or deletion timestamps, generation
+    or the deletion grace period: the stored values are carried over.
+    """
+    if not new.get("uid") and old.get("uid"):
+        new["uid"] = old["uid"]
+    for key in ("creationTimestamp", "deletionTimestamp"):
+        if old.get(key):
+            new[key] = old[key]
+    if old.get("deletionGracePeriodSeconds") is not None and \
+            new.get("deletionGracePeriodSeconds") is None:
+        new["deletionGracePeriodSeconds"] = old["deletionGracePeriodSeconds"]
+    if "generation" in old:
+        new["generation"] = old["generation"]

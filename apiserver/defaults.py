@@ -248,11 +248,9 @@ def _default_namespace(ns: Obj) -> None:
     meta = _child(ns, "metadata")
     if meta.get("name"):
         _child(meta, "labels")[NAMESPACE_NAME_LABEL] = meta["name"]
-    # the namespace registry adds the "kubernetes" finalizer on create
-    spec = _child(ns, "spec")
-    finalizers = spec.get("finalizers") or []
-    if "kubernetes" not in finalizers:
-        spec["finalizers"] = [*finalizers, "kubernetes"]
+    # The "kubernetes" finalizer is added by the namespace strategy on create only
+    # (apiserver/strategy.py): defaulting runs on every update too, and the namespace
+    # controller's finalize must be able to remove it.
     _default(_child(ns, "status"), "phase", "Active")
 
 

@@ -282,7 +282,9 @@ class Registry:
         if expected and expected != row.revision:
             raise api_errors.conflict(rt.plural, name, rt.group)
         new = self._prepare_update(rt, new, old, subresource)
-        if new == old:
+        if new == old and not self.is_stale(rt, row):
+            # Nothing changed: no new revision, as Kubernetes' GuaranteedUpdate. A value
+            # encrypted under an old key is rewritten anyway (`storagelab secrets rewrite`).
             return old
         if dry_run:
             return new

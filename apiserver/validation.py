@@ -594,18 +594,23 @@ def validate_persistent_volume_claim(pvc: Obj) -> list[Cause]:
     return causes + validate_claim_spec(_map(pvc, "spec"))
 
 
-def _storage_class_upgrade(new: Obj, old: Obj) -> bool:
-    """Whether spec.storageClassName may go from unset to a value on this update."""
-    old_class = _get(old, "spec", "storageClassName")
-    new_class = _get(new, "spec", "storageClassName")
+def _class_from_annotation(new: Obj, old: Obj) -> bool:
+    """spec.storageClassName may replace the beta annotation that named the same class."""
     old_annotations = _map(old, "metadata", "annotations")
-    if old_class is not None or new_class is None:
+    new_annotations = _map(new, "metadata", "annotations")
+    if BETA_STORAGE_CLASS_ANNOTATION not in old_annotations:
         return False
-    if BETA_STORAGE_CLASS_ANNOTATION in old_annotations:
-        # from the beta annotation to the field, when both name the same class
-        return bool(old_annotations[BETA_STORAGE_CLASS_ANNOTATION] == new_class ==
-                    _map(new, "metadata", "annotations").get(BETA_STORAGE_CLASS_ANNOTATION))
-    return True  # retroactive default StorageClass assignment
+    old_class = old_annotations[BETA_STORAGE_CLASS_ANNOTATION]
+    return (_get(old, "spec", "storageClassName") is None and
+            _get(new, "spec", "storageClassName") == old_class and
+            new_annotations.get(BETA_STORAGE_CLASS_ANNOTATION, old_class) == old_class)
+
+
+def _class_from_nil(new: Obj, old: Obj) -> bool:
+    """A claim without a class may be given one later (retroactive default StorageClass)."""
+    return (BETA_STORAGE_CLASS_ANNOTATION not in _map(old, "metadata", "annotations") and
+            _get(old, "spec", "storageClassName") is None and
+            _get(new, "spec", "storageClassName") is not None)
 
 
 def validate_persistent_volume_claim_update(new: Obj, old: Obj) -> list[Cause]:
@@ -618,10 +623,12 @@ def validate_persistent_volume_claim_update(new: Obj, old: Obj) -> list[Cause]:
         if old_spec["volumeName"] is None:
             old_spec.pop("volumeName")
             new_spec.pop("volumeName", None)
-    if _storage_class_upgrade(new, old):
+    if _class_from_annotation(new, old):
         new_spec.pop("storageClassName", None)
     else:
         causes += _immutable_annotation(new, old, BETA_STORAGE_CLASS_ANNOTATION)
+        if _class_from_nil(new, old):
+            new_spec.pop("storageClassName", None)
     # the registry keeps the stored status on a spec update, so fall back to the old one
     bound = (_get(new, "status", "phase") or _get(old, "status", "phase")) == "Bound"
     if bound:
@@ -648,10 +655,11 @@ def _carry_storage_request(new_spec: dict[str, Any], old_spec: dict[str, Any]) -
 
 
 def _immutable_annotation(new: Obj, old: Obj, key: str) -> list[Cause]:
-    old_value = _map(old, "metadata", "annotations").get(key)
-    new_value = _map(new, "metadata", "annotations").get(key)
-    if old_value is not None and new_value != old_value:
-        return [invalid(f"metadata.annotations[{key}]", new_value or "", names.FIELD_IMMUTABLE)]
+    # a missing annotation reads as "", so adding one later is a change too
+    old_value = _str(_map(old, "metadata", "annotations").get(key))
+    new_value = _str(_map(new, "metadata", "annotations").get(key))
+    if new_value != old_value:
+        return [invalid(f"metadata.annotations.{key}", new_value, names.FIELD_IMMUTABLE)]
     return []
 
 

@@ -505,9 +505,11 @@ def _copy(obj: Mapping[str, Any]) -> Obj:
 
 
 def _tidy(obj: Obj) -> Obj:
-    # No annotations look better than an empty map, as Kubernetes says.
+    # No annotations look better than an empty map, as Kubernetes says; same for status.
     if not obj["metadata"]["annotations"]:
         del obj["metadata"]["annotations"]
+    if not obj["status"]:
+        del obj["status"]
     return obj
 
 
@@ -549,12 +551,12 @@ def set_volume_phase(volume: Mapping[str, Any], phase: str, message: str = "") -
     """updateVolumePhase: the PV with a new status.phase and message, or None if unchanged."""
     if matching.phase_of(volume) == phase:
         return None
-    new = _tidy(_copy(volume))
+    new = _copy(volume)
     new["status"]["phase"] = phase
     new["status"].pop("message", None)
     if message:
         new["status"]["message"] = message
-    return new
+    return _tidy(new)
 
 
 def bind_claim_to_volume(claim: Mapping[str, Any], volume: Mapping[str, Any]) -> Obj | None:
@@ -569,7 +571,7 @@ def bind_claim_to_volume(claim: Mapping[str, Any], volume: Mapping[str, Any]) ->
     if matching.ANN_BIND_COMPLETED not in added:
         added[matching.ANN_BIND_COMPLETED] = "yes"
         dirty = True
-    return new if dirty else None
+    return _tidy(new) if dirty else None
 
 
 def set_claim_status(
@@ -591,9 +593,9 @@ def set_claim_status(
         _copy_volume_into_claim_status(status, old_status, phase, volume)
     if status == old_status:
         return None
-    new = _tidy(_copy(claim))
+    new = _copy(claim)
     new["status"] = status
-    return new
+    return _tidy(new)
 
 
 def _copy_volume_into_claim_status(

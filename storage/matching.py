@@ -514,12 +514,6 @@ class VolumeIndex:
         self, claim: Mapping[str, Any], *, delay_binding: bool = False
     ) -> Obj | None:
         """findBestMatchForClaim: group by group, a pre-bound volume or else the smallest fit."""
-        for modes in self.matching_mode_sets(access_modes(claim)):
-            group = [e.volume for e in self._entries.values() if e.modes == modes]
-            found = find_matching_volume(claim, group, delay_binding=delay_binding)
-            if found is not None:
-                return found
-        return None
         request = requested_storage(claim)
         selector = claim_selector(claim)
         prebound = self._prebound_candidates(claim, request)

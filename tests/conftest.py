@@ -108,8 +108,8 @@ class ApiServer:
             try:
                 if self.client().get("/readyz").status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
+            except (httpx.HTTPError, OSError):
+                pass  # not listening yet, or certificates not written yet
             time.sleep(0.1)
         raise RuntimeError(f"apiserver not ready: {self.log.read_text()[-3000:]}")
 
@@ -117,9 +117,12 @@ class ApiServer:
         """An httpx client authenticated as the admin (system:masters)."""
         if not self.tls:
             return httpx.Client(base_url=self.url, timeout=30, **kwargs)
-        cert = (str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
-        return httpx.Client(base_url=self.url, verify=str(self.pki / "ca.crt"),
-                            cert=kwargs.pop("cert", cert), timeout=30, **kwargs)
+        import ssl
+        context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        cert = kwargs.pop("cert", (str(self.pki / "admin.crt"), str(self.pki / "admin.key")))
+        if cert:
+            context.load_cert_chain(*cert)
+        return httpx.Client(base_url=self.url, verify=context, timeout=30, **kwargs)
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -217,78 +217,91 @@ def _delete(rt: ResourceType) -> Handler:
 
 async def serve_watch(rt: ResourceType, request: Request, namespace: str | None,
                       opts: ListOptions) -> Response:
-    """A chunked stream of `{"type": ..., "object": ...}` lines, as kube-apiserver sends."""
-    registry = registry_of(request)
+    """A chunked stream of `{"type": ..., "object": ...}` lines, as kube-apiserver sends.
+
+    A pump task moves events from the registry into a bounded queue; the response reads
+    the queue, adds bookmarks while idle, and ends at the timeout. When the client goes
+    away the pump is cancelled and the store subscription released.
+    """
     timeout = float(request.query_params.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT)
     bookmarks = wire.flag(request, "allowWatchBookmarks")
     table = wire.wants_table(request)
-    events = registry.watch(rt, namespace, opts)
-    first = await _first_event(events)
-    media = wire.TABLE_MEDIA if table else "application/json"
-    request.app.state.metrics.watchers.inc()
+    registry = registry_of(request)
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
+    pump = asyncio.create_task(_pump(registry.watch(rt, namespace, opts), queue))
+    first = await _first_item(queue, pump)
+    metrics = request.app.state.metrics
+    metrics.watchers.inc()
 
     async def stream() -> AsyncIterator[bytes]:
         state = {"first": True}
         try:
-            async for line in _lines(rt, request, events, first, timeout, bookmarks, table,
-                                     state):
+            if first is not None:
+                if isinstance(first, api_errors.APIError):
+                    yield _encode({"type": "ERROR", "object": first.status()})
+                    return
+                yield _encode(_event_body(rt, request, first, table, state))
+            async for line in _lines(rt, request, queue, timeout, bookmarks, table, state):
                 yield line
         finally:
-            request.app.state.metrics.watchers.dec()
-            await events.aclose()
-    return StreamingResponse(stream(), media_type=media)
+            metrics.watchers.dec()
+            pump.cancel()
+    return StreamingResponse(stream(), media_type=wire.TABLE_MEDIA if table
+                             else "application/json")
 
 
-async def _first_event(events: AsyncIterator[Any]) -> Any:
-    """Start the watch so a too-old revision is reported before the stream begins."""
-    task = asyncio.ensure_future(events.__anext__())
-    done, _ = await asyncio.wait({task}, timeout=0.05)
-    if not done:
-        return task
+_END = object()
+
+
+async def _pump(events: AsyncIterator[Any], queue: asyncio.Queue[Any]) -> None:
     try:
-        return task.result()
-    except StopAsyncIteration:
-        return None
+        async for event in events:
+            await queue.put(event)
     except api_errors.APIError as e:
-        if e.code == 410:
-            return e
-        raise
+        await queue.put(e)
+    finally:
+        await queue.put(_END)
+        await events.aclose()  # type: ignore[attr-defined]
 
 
-async def _lines(rt: ResourceType, request: Request, events: AsyncIterator[Any], first: Any,
+async def _first_item(queue: asyncio.Queue[Any], pump: asyncio.Task[None]) -> Any:
+    """Wait briefly for the first event, so a too-old revision fails before streaming."""
+    try:
+        item = await asyncio.wait_for(queue.get(), timeout=0.05)
+    except asyncio.TimeoutError:
+        return None
+    if item is _END:
+        await queue.put(_END)
+        return None
+    if isinstance(item, api_errors.APIError) and item.code != 410:
+        pump.cancel()
+        raise item
+    return item
+
+
+async def _lines(rt: ResourceType, request: Request, queue: asyncio.Queue[Any],
                  timeout: float, bookmarks: bool, table: bool,
                  state: dict[str, bool]) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    pending: asyncio.Future[Any] | None = first if isinstance(first, asyncio.Future) else None
-    if isinstance(first, api_errors.APIError):
-        yield _encode({"type": "ERROR", "object": first.status()})
-        return
-    if first is not None and pending is None:
-        yield _encode(_event_body(rt, request, first, table, state))
     last_rv = ""
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
             return
-        if pending is None:
-            pending = asyncio.ensure_future(events.__anext__())
-        done, _ = await asyncio.wait({pending}, timeout=min(remaining, BOOKMARK_EVERY))
-        if not done:
-            if bookmarks:
-                yield _encode(_bookmark(rt, request, last_rv))
-            continue
         try:
-            event = pending.result()
-        except StopAsyncIteration:
+            item = await asyncio.wait_for(queue.get(), timeout=min(remaining, BOOKMARK_EVERY))
+        except asyncio.TimeoutError:
+            if bookmarks and last_rv:
+                yield _encode(_bookmark(rt, last_rv))
+            continue
+        if item is _END:
             return
-        except api_errors.APIError as e:
-            yield _encode({"type": "ERROR", "object": e.status()})
+        if isinstance(item, api_errors.APIError):
+            yield _encode({"type": "ERROR", "object": item.status()})
             return
-        finally:
-            pending = None
-        last_rv = event.object["metadata"].get("resourceVersion", last_rv)
-        yield _encode(_event_body(rt, request, event, table, state))
+        last_rv = item.object["metadata"].get("resourceVersion", last_rv)
+        yield _encode(_event_body(rt, request, item, table, state))
 
 
 def _event_body(rt: ResourceType, request: Request, event: Any, table: bool,
@@ -300,9 +313,9 @@ def _event_body(rt: ResourceType, request: Request, event: Any, table: bool,
     return {"type": event.type, "object": obj}
 
 
-def _bookmark(rt: ResourceType, request: Request, last_rv: str) -> Obj:
-    revision = str(registry_of(request).store.revision) if not last_rv else last_rv
-    revision = str(max(int(revision), registry_of(request).store.revision))
+def _bookmark(rt: ResourceType, last_rv: str) -> Obj:
+    """Progress without a change: everything up to `last_rv` has been sent."""
+    revision = last_rv
     return {"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version,
                                            "metadata": {"resourceVersion": revision}}}
 

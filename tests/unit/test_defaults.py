@@ -160,7 +160,7 @@ def test_qos_class(resources: list[dict[str, Any]], qos: str) -> None:
     ("Lease", {"spec": {}}, {"spec": {}}),
     ("Namespace", {"metadata": {"name": "dev"}},
      {"metadata": {"name": "dev", "labels": {"kubernetes.io/metadata.name": "dev"}},
-      "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+      "status": {"phase": "Active"}}),
     ("Node", {"status": {"capacity": {"cpu": "2"}}},
      {"status": {"capacity": {"cpu": "2"}, "allocatable": {"cpu": "2"}}}),
     ("Node", {"status": {"capacity": {"cpu": "2"}, "allocatable": {"cpu": "1"}}},
@@ -183,9 +183,11 @@ def test_kind_defaults(kind: str, obj: dict[str, Any], expected: dict[str, Any])
     assert _defaulted(kind, obj) == expected
 
 
-def test_namespace_keeps_existing_finalizers() -> None:
-    ns = _defaulted("Namespace", {"metadata": {"name": "a"}, "spec": {"finalizers": ["x.io/y"]}})
-    assert ns["spec"]["finalizers"] == ["x.io/y", "kubernetes"]
+def test_namespace_defaulting_leaves_finalizers_to_the_create_strategy() -> None:
+    # Defaulting also runs on updates; the namespace controller's finalize removes
+    # "kubernetes", so defaulting must never put it back.
+    ns = _defaulted("Namespace", {"metadata": {"name": "a"}, "spec": {"finalizers": []}})
+    assert ns["spec"]["finalizers"] == []
 
 
 def test_csi_driver() -> None:

@@ -222,3 +222,17 @@ def test_no_new_finalizers_message() -> None:
     [cause] = names.validate_object_meta_update(new, old)
     assert cause.message == ('Forbidden: no new finalizers can be added if the object is being '
                              'deleted, found new finalizers []string{"x.io/f"}')
+
+
+def test_carry_system_fields() -> None:
+    old = {"name": "a", "uid": "u1", "creationTimestamp": "t0", "generation": 3,
+           "deletionTimestamp": "t1", "deletionGracePeriodSeconds": 30}
+    new: dict[str, Any] = {"name": "a", "creationTimestamp": "t9", "generation": 7}
+    names.carry_system_fields(new, old)
+    assert new == {"name": "a", "uid": "u1", "creationTimestamp": "t0", "generation": 3,
+                   "deletionTimestamp": "t1", "deletionGracePeriodSeconds": 30}
+    assert names.validate_object_meta_update(new, old) == []
+    # a different uid given by the client is kept, and rejected by validation
+    other: dict[str, Any] = {"name": "a", "uid": "u2"}
+    names.carry_system_fields(other, old)
+    assert [c.field for c in names.validate_object_meta_update(other, old)] == ["metadata.uid"]

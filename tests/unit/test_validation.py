@@ -281,6 +281,11 @@ BOUND_PVC = _mutated(PVC, lambda c: c.update(
     status={"phase": "Bound", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}))
 
 
+BETA_CLASS = "volume.beta.kubernetes.io/storage-class"
+ANNOTATED_PVC = _mutated(PVC, lambda c: (c["spec"].pop("storageClassName"),
+                                         c["metadata"].update(annotations={BETA_CLASS: "fast"})))
+
+
 def _resize(size: str) -> Mutation:
     return _set("spec.resources", {"requests": {"storage": size}})
 
@@ -298,6 +303,14 @@ def _resize(size: str) -> Mutation:
      []),  # a default class may be assigned retroactively
     (BOUND_PVC, _set("spec.volumeMode", "Block"), ["spec", "volumeMode"]),
     (BOUND_PVC, _set("metadata.annotations", {"pv.kubernetes.io/bind-completed": "yes"}), []),
+    (BOUND_PVC, _set("metadata.annotations", {BETA_CLASS: "fast"}),
+     ["metadata.annotations.volume.beta.kubernetes.io/storage-class"]),
+    (ANNOTATED_PVC, _set("spec.storageClassName", "fast"), []),  # annotation to field
+    (ANNOTATED_PVC, lambda c: (c["spec"].update(storageClassName="fast"),
+                               c["metadata"].pop("annotations")), []),
+    (ANNOTATED_PVC, _set("spec.storageClassName", "slow"), ["spec"]),
+    (ANNOTATED_PVC, _set("metadata.annotations", {BETA_CLASS: "slow"}),
+     ["metadata.annotations.volume.beta.kubernetes.io/storage-class"]),
 ])
 def test_persistent_volume_claim_update(old: dict[str, Any], mutate: Mutation,
                                         expected_fields: list[str]) -> None:
