@@ -61,7 +61,8 @@ def create_app(cfg: config.ServerConfig, *, secure: bool | None = None) -> Any:
                    rbac.router):
         app.include_router(router)
     from apiserver.routes import generic
-    for rt in (resources.SELF_SUBJECT_ACCESS_REVIEWS, resources.SELF_SUBJECT_RULES_REVIEWS):
+    for rt in (resources.SELF_SUBJECT_ACCESS_REVIEWS, resources.SELF_SUBJECT_RULES_REVIEWS,
+               resources.SELF_SUBJECT_REVIEWS):
         generic.install(app.router, rt)
     _install_errors(app)
     _install_metrics(app)
@@ -124,6 +125,11 @@ def _reviews(policy: security.PolicyCache) -> Any:
         user = request.scope.get("state", {}).get("user") or authn.anonymous_user()
         spec = obj.get("spec") or {}
         await policy.ready.wait()
+        if rt.kind == "SelfSubjectReview":
+            return {"kind": rt.kind, "apiVersion": rt.api_version,
+                    "metadata": {"creationTimestamp": None},
+                    "status": {"userInfo": {"username": user.name, "uid": user.uid,
+                                            "groups": list(user.groups)}}}
         if rt.kind == "SelfSubjectRulesReview":
             return await run_in_threadpool(_rules_review, policy, user, obj)
         attrs = _review_attributes(user, spec)

@@ -87,6 +87,8 @@ def decode(body: bytes) -> dict[str, Any]:
                 out["nonResourceAttributes"] = _strings(_first(spec, 2),
                                                         _NON_RESOURCE_ATTRIBUTES)
             return {**type_meta, "metadata": {}, "spec": out}
+        if kind == "SelfSubjectReview":
+            return {**type_meta, "metadata": {}}
         if kind == "SelfSubjectRulesReview":
             return {**type_meta, "metadata": {},
                     "spec": _strings(_first(message, 2), {1: "namespace"})}

@@ -77,6 +77,7 @@ STORAGE = "storage.k8s.io"
 COORDINATION = "coordination.k8s.io"
 RBAC = "rbac.authorization.k8s.io"
 AUTHORIZATION = "authorization.k8s.io"
+AUTHENTICATION = "authentication.k8s.io"
 
 NAMESPACES = ResourceType(CORE, "v1", "Namespace", "namespaces", False, ("ns",),
                           ("status", "finalize"))
@@ -101,11 +102,14 @@ SELF_SUBJECT_ACCESS_REVIEWS = ResourceType(AUTHORIZATION, "v1", "SelfSubjectAcce
                                            "selfsubjectaccessreviews", False, verbs=("create",))
 SELF_SUBJECT_RULES_REVIEWS = ResourceType(AUTHORIZATION, "v1", "SelfSubjectRulesReview",
                                           "selfsubjectrulesreviews", False, verbs=("create",))
+SELF_SUBJECT_REVIEWS = ResourceType(AUTHENTICATION, "v1", "SelfSubjectReview",
+                                    "selfsubjectreviews", False, verbs=("create",))
 
 ALL: tuple[ResourceType, ...] = (
     NAMESPACES, NODES, PODS, PERSISTENT_VOLUMES, PERSISTENT_VOLUME_CLAIMS, CONFIG_MAPS,
     SECRETS, EVENTS, STORAGE_CLASSES, LEASES, ROLES, CLUSTER_ROLES, ROLE_BINDINGS,
     CLUSTER_ROLE_BINDINGS, SELF_SUBJECT_ACCESS_REVIEWS, SELF_SUBJECT_RULES_REVIEWS,
+    SELF_SUBJECT_REVIEWS,
 )
 
 PERSISTED: tuple[ResourceType, ...] = tuple(r for r in ALL if r.persisted)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import ssl
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from apiserver import app as app_module
-from apiserver import config, encryption, kubeconfig, pki
+from apiserver import authn, config, encryption, kubeconfig, pki
 
 logger = logging.getLogger(__name__)
 
@@ -34,18 +35,59 @@ class ClientCertProtocol(HttpToolsProtocol):
             self.scope["extensions"] = {"tls": {"client_cert": der}}  # type: ignore[typeddict-unknown-key]
 
 
+def check_files(cfg: config.ServerConfig) -> None:
+    """Validate the given configuration files before anything is created or opened.
+
+    A malformed EncryptionConfiguration or token file must stop the start with the field or
+    line named, and leave the data dir and the store exactly as they were.
+    """
+    try:
+        if cfg.encryption_config is not None:
+            encryption.load_encryption_config(cfg.encryption_config)
+        if cfg.token_auth_file is not None:
+            authn.TokenFile.load(cfg.token_auth_file)
+    except encryption.EncryptionConfigError as e:
+        raise config.ConfigError(
+            f"encryption-provider-config {cfg.encryption_config}: {e}") from e
+    except authn.TokenFileError as e:
+        raise config.ConfigError(f"token-auth-file: {e}") from e
+
+
 def prepare(cfg: config.ServerConfig) -> config.ServerConfig:
-    """First-start setup: data dir, PKI, encryption config, admin kubeconfig."""
+    """First-start setup: data dir, PKI, encryption config, admin kubeconfig.
+
+    The default EncryptionConfiguration (`<data dir>/encryption-config.yaml`) is generated on
+    the first start only; an existing one, edited during a key rotation, is validated first.
+    """
+    default_config = cfg.data_dir / "encryption-config.yaml"
+    if cfg.encryption_config is None and default_config.exists():
+        cfg = _replace(cfg, encryption_config=default_config)
+    check_files(cfg)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     if cfg.tls:
         issued = pki.ensure_pki(cfg.pki_dir, hostnames=list(cfg.hostnames))
         kubeconfig.write_kubeconfig(cfg.data_dir / "kubeconfig",
                                     kubeconfig.admin_kubeconfig(issued, cfg.url))
+        controllers = issued.controllers
+        kubeconfig.write_kubeconfig(
+            cfg.data_dir / "controller-manager.kubeconfig",
+            kubeconfig.build_kubeconfig(cfg.url, issued.ca_pem, controllers.cert_pem(),
+                                        controllers.key_pem(),
+                                        user="system:kube-controller-manager"))
     if cfg.encryption_config is None:
-        path = cfg.data_dir / "encryption-config.yaml"
-        encryption.ensure_encryption_config(path)
-        cfg = _replace(cfg, encryption_config=path)
+        encryption.ensure_encryption_config(default_config)
+        cfg = _replace(cfg, encryption_config=default_config)
     return cfg
+
+
+def write_node_kubeconfig(cfg: config.ServerConfig, node: str) -> Path:
+    """A kubelet's kubeconfig (CN=system:node:<node>, O=system:nodes) in the data dir."""
+    issued = pki.ensure_pki(cfg.pki_dir, hostnames=list(cfg.hostnames))
+    files = pki.node_cert(issued, node)
+    path = cfg.data_dir / f"kubelet-{node}.kubeconfig"
+    kubeconfig.write_kubeconfig(path, kubeconfig.build_kubeconfig(
+        cfg.url, issued.ca_pem, files.cert_pem(), files.key_pem(), user=f"system:node:{node}"))
+    return path
 
 
 def _replace(cfg: config.ServerConfig, **changes: Any) -> config.ServerConfig:
@@ -65,8 +107,12 @@ def uvicorn_config(cfg: config.ServerConfig, application: Any) -> uvicorn.Config
 
 
 def serve(cfg: config.ServerConfig) -> None:
-    cfg = prepare(cfg)
-    application = app_module.create_app(cfg)
+    try:
+        cfg = prepare(cfg)
+        application = app_module.create_app(cfg)
+    except (config.ConfigError, pki.PkiError) as e:
+        # A clear one-line refusal (exit status 1), not a traceback.
+        raise SystemExit(f"storagelab: apiserver refuses to start: {e}") from e
     server = uvicorn.Server(uvicorn_config(cfg, application))
     logger.info("apiserver listening on %s", cfg.url)
     server.run()
