@@ -21,6 +21,9 @@ from apiserver import authn, config, encryption, kubeconfig, pki
 
 logger = logging.getLogger(__name__)
 
+# OpenSSL's X509_V_FLAG_NO_CHECK_TIME (not exported by the ssl module).
+X509_V_FLAG_NO_CHECK_TIME = 0x200000
+
 
 class ClientCertProtocol(HttpToolsProtocol):
     """HTTP/1.1 that puts the TLS peer certificate into each request's scope."""
@@ -113,6 +116,14 @@ def serve(cfg: config.ServerConfig) -> None:
     except (config.ConfigError, pki.PkiError) as e:
         # A clear one-line refusal (exit status 1), not a traceback.
         raise SystemExit(f"storagelab: apiserver refuses to start: {e}") from e
-    server = uvicorn.Server(uvicorn_config(cfg, application))
+    uv_config = uvicorn_config(cfg, application)
+    uv_config.load()
+    if uv_config.ssl is not None:
+        # kube-apiserver only *requests* a client certificate (tls.RequestClientCert) and
+        # lets the authenticator judge it, so an expired one gets 401 Unauthorized rather
+        # than a reset connection. OpenSSL cannot skip verification, but it can skip the
+        # time check; the authenticator checks the validity period (authn, 401 + log).
+        uv_config.ssl.verify_flags |= X509_V_FLAG_NO_CHECK_TIME  # type: ignore[assignment]
+    server = uvicorn.Server(uv_config)
     logger.info("apiserver listening on %s", cfg.url)
     server.run()

@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 say() { echo "storagelab: $*"; }
 : > .test-env
 
-APT_PACKAGES=(postgresql)
+# PostgreSQL: the second store. NFS-Ganesha, rpcbind, libnfs, fuse3: the NFS server and the
+# userspace NFS client. docker.io, busybox-static: pods and the offline busybox image.
+APT_PACKAGES=(postgresql nfs-ganesha nfs-ganesha-vfs rpcbind libnfs13 libnfs-utils fuse3
+              docker.io busybox-static)
 if [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do
@@ -39,5 +42,17 @@ if command -v pg_lsclusters >/dev/null; then
     else
       say "PostgreSQL not reachable: PostgreSQL tests will skip"
     fi
+  fi
+fi
+
+# Docker engine: start it when installed and not running (pods run as containers).
+if command -v dockerd >/dev/null && ! docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    say "starting dockerd (log: /var/log/dockerd.log)"
+    (dockerd >/var/log/dockerd.log 2>&1 &)
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+    docker info >/dev/null 2>&1 && say "Docker ready" || say "dockerd did not start: see /var/log/dockerd.log"
+  else
+    say "Docker engine not running and not root: node tests will skip"
   fi
 fi

@@ -37,15 +37,27 @@ def apiserver(args: argparse.Namespace) -> int:
 
 
 def up(args: argparse.Namespace) -> int:
+    """The apiserver, the controllers and a kubelet, in the foreground until Ctrl-C."""
+    from storagelab import supervisor
     cfg = server.prepare(server_config(args))
-    kubeconfig_path = cfg.data_dir / "kubeconfig"
-    print(f"storagelab: control plane starting on {cfg.url} (state in {cfg.data_dir})")
-    if cfg.tls:
-        print(f"storagelab: admin kubeconfig written to {kubeconfig_path}")
-        print(f"storagelab: try: kubectl --kubeconfig {kubeconfig_path} get namespaces")
-    print("storagelab: press Ctrl-C to stop", flush=True)
-    server.serve(cfg)
-    return 0
+    print(f"storagelab: starting the control plane on {cfg.url} (state in {cfg.data_dir})",
+          flush=True)
+    return supervisor.run(cfg, _server_argv(args, cfg))
+
+
+def _server_argv(args: argparse.Namespace, cfg: config.ServerConfig) -> list[str]:
+    argv = ["--data-dir", str(cfg.data_dir), "--host", cfg.host, "--port", str(cfg.port)]
+    if cfg.database_url:
+        argv += ["--database-url", cfg.database_url]
+    for name in cfg.hostnames:
+        argv += ["--hostname", name]
+    if cfg.encryption_config:
+        argv += ["--encryption-provider-config", str(cfg.encryption_config)]
+    if cfg.token_auth_file:
+        argv += ["--token-auth-file", str(cfg.token_auth_file)]
+    if not cfg.tls:
+        argv.append("--insecure-http")
+    return argv
 
 
 def print_kubeconfig(args: argparse.Namespace) -> int:

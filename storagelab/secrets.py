@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import os
 import ssl
 import sys
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `storagelab secrets ACTION`."""
     paths = locate(args)
     out = sys.stdout
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     if args.action == "status":
         return print_status(status(paths), writer_label(load_config(paths.config)), out)
     if args.action == "rewrite":
