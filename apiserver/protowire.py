@@ -1,7 +1,8 @@
 """Just enough Kubernetes protobuf to read the bodies kubectl sends only as protobuf.
 
-kubectl posts SelfSubjectAccessReviews (`kubectl auth can-i`) and SelfSubjectRulesReviews
-with `Content-Type: application/vnd.kubernetes.protobuf` and accepts JSON back. The body is
+kubectl's typed commands (`kubectl auth can-i`, `kubectl auth whoami`, `kubectl create
+namespace|configmap|secret`) post their object with `Content-Type:
+application/vnd.kubernetes.protobuf` and accept JSON back. The body is
 the `k8s\\0` magic, a `runtime.Unknown` envelope, and the object's message; this module
 decodes those two kinds into the JSON shape the rest of the server uses. Everything else is
 JSON, as kubectl sends it.
@@ -69,6 +70,70 @@ def _first(found: dict[int, list[bytes | int]], number: int) -> bytes:
     return value if isinstance(value, bytes) else b""
 
 
+def _string_map(entries: list[bytes | int], as_bytes: bool = False) -> dict[str, str]:
+    """A proto map<string, string|bytes>; bytes values become base64, as in JSON."""
+    import base64
+    out: dict[str, str] = {}
+    for entry in entries:
+        found = fields(entry if isinstance(entry, bytes) else b"")
+        key = _first(found, 1).decode()
+        value = _first(found, 2)
+        out[key] = base64.b64encode(value).decode() if as_bytes else value.decode()
+    return out
+
+
+def _object_meta(data: bytes) -> dict[str, Any]:
+    """What a client may set in ObjectMeta (meta/v1 generated.proto field numbers)."""
+    found = fields(data)
+    named = _strings(data, {1: "name", 2: "generateName", 3: "namespace", 6: "resourceVersion"})
+    # Go's proto2 encoder sends empty strings too; JSON leaves them out.
+    meta: dict[str, Any] = {k: v for k, v in named.items() if v}
+    if 11 in found:
+        meta["labels"] = _string_map(found[11])
+    if 12 in found:
+        meta["annotations"] = _string_map(found[12])
+    if 14 in found:
+        meta["finalizers"] = [bytes(v).decode() for v in found[14]  # type: ignore[arg-type]
+                              if isinstance(v, bytes)]
+    return meta
+
+
+def _config_map(message: dict[int, list[bytes | int]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {"metadata": _object_meta(_first(message, 1))}
+    if 2 in message:
+        obj["data"] = _string_map(message[2])
+    if 3 in message:
+        obj["binaryData"] = _string_map(message[3], as_bytes=True)
+    if 4 in message:
+        obj["immutable"] = bool(message[4][0])
+    return obj
+
+
+def _secret(message: dict[int, list[bytes | int]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {"metadata": _object_meta(_first(message, 1))}
+    if 2 in message:
+        obj["data"] = _string_map(message[2], as_bytes=True)
+    if 3 in message:
+        obj["type"] = _first(message, 3).decode()
+    if 4 in message:
+        obj["stringData"] = _string_map(message[4])
+    if 5 in message:
+        obj["immutable"] = bool(message[5][0])
+    return obj
+
+
+def _namespace(message: dict[int, list[bytes | int]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {"metadata": _object_meta(_first(message, 1))}
+    spec = fields(_first(message, 2))
+    if 1 in spec:
+        obj["spec"] = {"finalizers": [bytes(v).decode() for v in spec[1]  # type: ignore[arg-type]
+                                      if isinstance(v, bytes)]}
+    return obj
+
+
+_OBJECTS = {"ConfigMap": _config_map, "Secret": _secret, "Namespace": _namespace}
+
+
 def decode(body: bytes) -> dict[str, Any]:
     """The JSON form of a protobuf SelfSubjectAccessReview or SelfSubjectRulesReview."""
     try:
@@ -87,6 +152,8 @@ def decode(body: bytes) -> dict[str, Any]:
                 out["nonResourceAttributes"] = _strings(_first(spec, 2),
                                                         _NON_RESOURCE_ATTRIBUTES)
             return {**type_meta, "metadata": {}, "spec": out}
+        if kind in _OBJECTS:
+            return {**type_meta, **_OBJECTS[kind](message)}
         if kind == "SelfSubjectReview":
             return {**type_meta, "metadata": {}}
         if kind == "SelfSubjectRulesReview":
@@ -95,5 +162,6 @@ def decode(body: bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError, IndexError) as e:
         raise api_errors.bad_request(f"unable to decode protobuf body: {e}") from e
     raise api_errors.APIError(415, "UnsupportedMediaType",
-                              f"protobuf is accepted only for access reviews; send "
-                              f"application/json for {kind or 'this object'}")
+                              f"protobuf is accepted only for access reviews, namespaces, "
+                              f"configmaps and secrets; send application/json for "
+                              f"{kind or 'this object'}")

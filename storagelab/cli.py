@@ -49,10 +49,37 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--server", default="", help="API URL (default: the one in the data dir)")
     kc.add_argument("--user", default="", help="issue a certificate for this user name")
     kc.add_argument("--group", action="append", default=[], help="group of --user (repeatable)")
-    sec = sub.add_parser("secrets", help="encryption at rest: status, rewrite, rotate")
+    from storagelab import secrets as secrets_help
+    sec = sub.add_parser("secrets", help="encryption at rest: status, rewrite, rotate",
+                         description=secrets_help.HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     sec.add_argument("action", choices=["status", "rewrite", "rotate"])
+    sec.add_argument("--database-url", default="",
+                     help="the store's URL (default: SQLite in the data dir)")
+    sec.add_argument("--encryption-provider-config", type=Path, default=None,
+                     help="EncryptionConfiguration file (default: the data dir's)")
     sec.add_argument("--kubeconfig", type=Path, default=DEFAULT_DATA_DIR / "kubeconfig")
     sec.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    kl = sub.add_parser("kubelet", help="run a kubelet: register a node, run its pods on Docker")
+    kl.add_argument("--node", required=True, help="the Node name this kubelet registers")
+    kl.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    kl.add_argument("--kubeconfig", type=Path, default=None,
+                    help="node credentials (default: <data-dir>/kubelet-<node>.kubeconfig, "
+                         "issued when missing)")
+    kl.add_argument("--root-dir", type=Path, default=None,
+                    help="pod directories and volumes (default: <data-dir>/kubelet/<node>)")
+    kl.add_argument("--restart-backoff", type=float, default=10.0,
+                    help="first restart back-off in seconds (Kubernetes: 10)")
+    cm = sub.add_parser("controllers", help="run the storage controllers (controller-manager)")
+    cm.add_argument("--kubeconfig", type=Path,
+                    default=DEFAULT_DATA_DIR / "controller-manager.kubeconfig")
+    cm.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
+                    help="act only while holding the Lease (default: on)")
+    cm.add_argument("--lease-name", default="storagelab-controller-manager",
+                    help="name of the Lease in kube-system")
+    cm.add_argument("--resync", type=float, default=15.0, help="resync period in seconds")
+    img = sub.add_parser("images", help="build the lab's images locally (no registry)")
+    img.add_argument("action", choices=["build"])
     return parser
 
 

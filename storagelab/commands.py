@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from apiserver import config, kubeconfig, pki, server
 
@@ -27,7 +29,8 @@ def server_config(args: argparse.Namespace) -> config.ServerConfig:
 
 def run(args: argparse.Namespace) -> int:
     handler = {"up": up, "apiserver": apiserver, "kubeconfig": print_kubeconfig,
-               "secrets": secrets}[args.command]
+               "secrets": secrets, "kubelet": kubelet, "images": images,
+               "controllers": controllers}[args.command]
     return handler(args)
 
 
@@ -86,3 +89,78 @@ def _server_of(data_dir: Path) -> str:
 def secrets(args: argparse.Namespace) -> int:
     from storagelab import secrets as secrets_module
     return secrets_module.run(args)
+
+
+def kubelet(args: argparse.Namespace) -> int:
+    from kubelet import agent
+    from kubelet import config as kubelet_config
+    data_dir: Path = args.data_dir.resolve()
+    path = args.kubeconfig
+    if path is None:
+        path = data_dir / f"kubelet-{args.node}.kubeconfig"
+        if not path.exists():
+            path = server.write_node_kubeconfig(_saved_config(data_dir), args.node)
+    root = (args.root_dir or data_dir / "kubelet" / args.node).resolve()
+    try:
+        cfg = kubelet_config.KubeletConfig(node_name=args.node, root_dir=root,
+                                           kubeconfig=path.resolve(),
+                                           backoff_initial_s=args.restart_backoff)
+    except kubelet_config.ConfigError as e:
+        raise UserError(str(e)) from e
+    agent.main(cfg)
+    return 0
+
+
+def _saved_config(data_dir: Path) -> config.ServerConfig:
+    from urllib.parse import urlparse
+    url = urlparse(_server_of(data_dir))
+    return config.ServerConfig(data_dir=data_dir, host=url.hostname or "127.0.0.1",
+                               port=url.port or 6443)
+
+
+def images(args: argparse.Namespace) -> int:
+    from storagelab import images as images_module
+    try:
+        return images_module.run(args)
+    except images_module.ImageBuildError as e:
+        raise UserError(str(e)) from e
+
+
+def controllers(args: argparse.Namespace) -> int:
+    """The storage controllers until SIGTERM/Ctrl-C; exit 1 when leadership is lost."""
+    import logging
+
+    from storage import manager
+    from storage.runtime import leaderelection
+    for noisy in ("httpx2", "httpcore2"):  # one line per request drowns the controllers' logs
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        cfg = manager.ManagerConfig(kubeconfig=args.kubeconfig.resolve(),
+                                    leader_elect=args.leader_elect,
+                                    lease_name=args.lease_name, resync=args.resync)
+    except manager.ConfigError as e:
+        raise UserError(str(e)) from e
+    try:
+        _run_until_signalled(manager.run(cfg))
+    except leaderelection.LeadershipLost as e:
+        print(f"storagelab: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main`; SIGTERM and SIGINT cancel it so that it can clean up (release leases)."""
+    import asyncio
+    import signal
+
+    async def runner() -> None:
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(runner())

@@ -1,4 +1,4 @@
-"""`storagelab secrets status|rewrite|rotate`: encryption at rest, operated as Kubernetes documents it.
+"""`storagelab secrets status|rewrite|rotate`: encryption at rest, run as Kubernetes documents.
 
 Kubernetes has no single command for this; an administrator edits the EncryptionConfiguration,
 restarts kube-apiserver and runs `kubectl get secrets -A -o json | kubectl replace -f -`. This
@@ -223,8 +223,8 @@ def print_status(states: Sequence[SecretState], writer: str, out: TextIO) -> int
     rows = [("NAMESPACE", "NAME", "KEY", "STATE")]
     rows += [(s.namespace, s.name, s.key, s.state) for s in states]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for row in rows:
-        out.write("   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+    out.writelines("   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n"
+                   for row in rows)
     for s in states:
         if s.detail:
             out.write(f"error: {s.namespace}/{s.name}: {s.detail}\n")
@@ -387,8 +387,7 @@ def _message(response: httpx.Response) -> str:
 
 def print_rewrite(result: RewriteResult, out: TextIO) -> int:
     out.write(f"rewrote {result.rewritten} secrets\n")
-    for failure in result.failures:
-        out.write(f"error: {failure}\n")
+    out.writelines(f"error: {failure}\n" for failure in result.failures)
     return 1 if result.failures else 0
 
 

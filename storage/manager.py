@@ -1,0 +1,106 @@
+"""The controller-manager: every storage controller in one process, under leader election.
+
+`run(config)` builds the lightkube client from a kubeconfig, the shared informers, the event
+recorder and the controllers (PV binder/reclaimer, PVC and PV protection), and runs them while
+this process holds the Lease, so that two copies never both act. Losing the lease stops the
+controllers and ends `run` with `LeadershipLost` (the process exits, as kube-controller-manager
+does, and a supervisor restarts it); a clean shutdown releases the lease for the successor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage import protection, pv_controller, reclaim
+from storage.runtime import events, leaderelection, shared
+from storage.runtime import kube as kube_api
+
+log = logging.getLogger(__name__)
+DEFAULT_LEASE_NAME = "storagelab-controller-manager"
+
+
+class ConfigError(ValueError):
+    """The controller-manager configuration is unusable; the message names the field."""
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}_{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    kubeconfig: Path
+    leader_elect: bool = True
+    lease_name: str = DEFAULT_LEASE_NAME
+    lease_namespace: str = "kube-system"
+    identity: str = field(default_factory=default_identity)
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    resync: float = 15.0
+
+    def __post_init__(self) -> None:
+        if not Path(self.kubeconfig).is_file():
+            raise ConfigError(f"kubeconfig: no such file: {self.kubeconfig}")
+        if self.resync < 0:
+            raise ConfigError("resync: must not be negative")
+
+    def lease(self) -> leaderelection.LeaseConfig:
+        try:
+            return leaderelection.LeaseConfig(
+                self.lease_name, self.identity, self.lease_namespace, self.lease_duration,
+                self.renew_deadline, self.retry_period)
+        except leaderelection.ConfigError as e:
+            raise ConfigError(f"leader election: {e}") from e
+
+
+class ControllerManager:
+    """The controllers wired to shared informers; `run_controllers` runs them all."""
+
+    def __init__(self, kube: kube_api.Kube, config: ManagerConfig,
+                 reclaimers: reclaim.Reclaimers | None = None) -> None:
+        self.kube = kube
+        self.config = config
+        self.informers = shared.Informers(kube, resync=config.resync)
+        self.recorder = events.EventRecorder(kube, pv_controller.COMPONENT,
+                                             host=socket.gethostname())
+        self.pv = pv_controller.PersistentVolumeController(
+            kube, self.informers, self.recorder, reclaimers)
+        self.pvc_protection = protection.PVCProtectionController(kube, self.informers)
+        self.pv_protection = protection.PVProtectionController(kube, self.informers)
+
+    async def run_controllers(self) -> None:
+        tasks = [asyncio.create_task(self.informers.run(), name="informers"),
+                 asyncio.create_task(self.recorder.run(), name="events")]
+        try:
+            await self.informers.wait_synced()
+            log.info("caches synced; starting controllers")
+            tasks += [asyncio.create_task(self.pv.run()),
+                      asyncio.create_task(self.pvc_protection.run()),
+                      asyncio.create_task(self.pv_protection.run())]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run(config: ManagerConfig, reclaimers: reclaim.Reclaimers | None = None) -> None:
+    """Run until cancelled (clean stop, lease released) or the lease is lost (raises)."""
+    kube = kube_api.Kube.from_kubeconfig(str(config.kubeconfig))
+    try:
+        manager = ControllerManager(kube, config, reclaimers)
+        if not config.leader_elect:
+            await manager.run_controllers()
+            return
+        elector = leaderelection.LeaderElector(kube, config.lease())
+        await elector.run(manager.run_controllers)
+    finally:
+        await kube.close()

@@ -1,0 +1,134 @@
+"""A rate-limited work queue of keys, with client-go's semantics, for asyncio workers.
+
+Controllers queue object keys, not objects: a key added ten times before a worker takes it is
+processed once (the queue is a set), a key is never processed by two workers at once (if it
+is added while being processed it is queued again when the worker calls `done`), and a key
+whose reconcile failed comes back after a per-key exponential backoff that `forget` resets.
+`add_after` delays a key without counting as a failure (e.g. "check again in 10 s").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+
+class ShutDown(Exception):
+    """`get` was called on (or waited in) a queue that is shutting down."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Per-key exponential backoff: base * 2**failures, capped (client-go's defaults)."""
+
+    base: float = 0.005
+    cap: float = 300.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.cap, self.base * (2 ** min(failures, 62))))
+
+
+@dataclass
+class _Delayed:
+    heap: list[tuple[float, int, str]] = field(default_factory=list)
+    counter: itertools.count[int] = field(default_factory=itertools.count)
+
+
+class WorkQueue:
+    """Dedup'd FIFO of keys + delayed adds + per-key failure counts."""
+
+    def __init__(self, name: str = "", backoff: Backoff | None = None) -> None:
+        self.name = name
+        self.backoff = backoff or Backoff()
+        self._queue: deque[str] = deque()
+        self._dirty: set[str] = set()
+        self._processing: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._delayed = _Delayed()
+        self._wakeup = asyncio.Event()
+        self._timer_changed = asyncio.Event()
+        self._shutting_down = False
+        self._timer: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, key: str) -> None:
+        if self._shutting_down or key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key in self._processing:
+            return  # `done` puts it back; no two workers on one key
+        self._queue.append(key)
+        self._wakeup.set()
+
+    def add_after(self, key: str, delay: float) -> None:
+        if self._shutting_down:
+            return
+        if delay <= 0:
+            self.add(key)
+            return
+        loop = asyncio.get_running_loop()
+        heapq.heappush(self._delayed.heap, (loop.time() + delay, next(self._delayed.counter), key))
+        self._ensure_timer()
+        self._timer_changed.set()
+
+    def add_rate_limited(self, key: str) -> float:
+        """Requeue after this key's next backoff step; returns the delay chosen."""
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        delay = self.backoff.delay(failures)
+        self.add_after(key, delay)
+        return delay
+
+    def failures(self, key: str) -> int:
+        return self._failures.get(key, 0)
+
+    def forget(self, key: str) -> None:
+        """The key succeeded: its next failure starts the backoff from the base again."""
+        self._failures.pop(key, None)
+
+    async def get(self) -> str:
+        while not self._queue:
+            if self._shutting_down:
+                raise ShutDown(self.name)
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        key = self._queue.popleft()
+        self._dirty.discard(key)
+        self._processing.add(key)
+        return key
+
+    def done(self, key: str) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._queue.append(key)
+            self._wakeup.set()
+
+    def shutdown(self) -> None:
+        self._shutting_down = True
+        self._wakeup.set()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _ensure_timer(self) -> None:
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(self._run_timer())
+
+    async def _run_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        heap = self._delayed.heap
+        while heap:
+            when = heap[0][0]
+            if when <= loop.time():
+                _, _, key = heapq.heappop(heap)
+                self.add(key)
+                continue
+            self._timer_changed.clear()
+            try:
+                await asyncio.wait_for(self._timer_changed.wait(), when - loop.time())
+            except TimeoutError:
+                pass

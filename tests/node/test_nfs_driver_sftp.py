@@ -1,0 +1,290 @@
+"""The nfs driver against a real export directory: through OSFS (exportLocalPath) and through
+SFTP to a real OpenSSH server that the tests start on a loopback port (Debian
+openssh-server, its own config, host key and authorized key in a temporary directory)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from csi_like import contract, errors, nfs
+from tests.conftest import free_port, require_real
+
+SSHD = "/usr/sbin/sshd"
+
+
+@dataclass
+class Sshd:
+    port: int
+    private_key: str
+    known_hosts: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def secrets(self, **changes: str) -> dict[str, str]:
+        return {"username": "root", "privateKey": self.private_key,
+                "knownHosts": self.known_hosts, **changes}
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+                   check=True, timeout=30)
+
+
+def _wait_banner(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sshd exited: {log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"sshd not ready: {log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    require_real(os.path.exists(SSHD) and shutil.which("ssh-keygen") is not None,
+                 "OpenSSH server missing (Debian openssh-server)")
+    require_real(os.geteuid() == 0, "sshd with its own config needs root")
+    home = tmp_path_factory.mktemp("sshd")
+    _keygen(home / "host_key")
+    _keygen(home / "client_key")
+    shutil.copy(home / "client_key.pub", home / "authorized_keys")
+    port = free_port()
+    (home / "sshd_config").write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {home}/host_key",
+        f"AuthorizedKeysFile {home}/authorized_keys", "PermitRootLogin yes",
+        "PasswordAuthentication yes", "KbdInteractiveAuthentication no", "UsePAM no",
+        "StrictModes no", f"PidFile {home}/sshd.pid", "Subsystem sftp internal-sftp",
+        "LogLevel ERROR", ""]))
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+    host_key = (home / "host_key.pub").read_text().split()
+    server = Sshd(port, (home / "client_key").read_text(),
+                  f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}")
+    log = home / "sshd.log"
+    with open(log, "wb") as out:
+        server.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(home / "sshd_config")],
+                                          stdout=out, stderr=out)
+    try:
+        _wait_banner(port, server.process, log)
+        yield server
+    finally:
+        server.process.terminate()
+        server.process.wait(10)
+
+
+@dataclass
+class Export:
+    share: Path
+    parameters: dict[str, str]
+    secrets: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(params=["osfs", "sftp"])
+def export(request: pytest.FixtureRequest, tmp_path: Path) -> Export:
+    share = tmp_path / "export"
+    share.mkdir()
+    parameters = {"server": "127.0.0.1", "share": str(share)}
+    if request.param == "osfs":
+        return Export(share, {**parameters, "exportLocalPath": str(share)})
+    server: Sshd = request.getfixturevalue("sshd")
+    return Export(share, {**parameters, "sshPort": str(server.port)}, server.secrets())
+
+
+def create(export: Export, name: str = "pvc-u1", size: int = 1 << 20,
+           secrets: dict[str, str] | None = None, params: dict[str, str] | None = None,
+           **parameters: str) -> contract.Volume:
+    claim = contract.ClaimMetadata(pvc_name="data", pvc_namespace="team-a", pv_name=name)
+    request = contract.CreateVolumeRequest(
+        name, size, {**export.parameters, **(params or {}), **parameters},
+        (contract.AccessMode.RWX, contract.AccessMode.ROX, contract.AccessMode.RWOP),
+        claim=claim, secrets=export.secrets if secrets is None else secrets)
+    return nfs.NfsDriver().create_volume(request)
+
+
+def listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if ".storagelab" not in p.parts)
+
+
+def test_create_idempotent_with_permissions_and_context(export: Export) -> None:
+    volume = create(export, subDir="{namespace}/{pvc_name}", mountPermissions="0770")
+    directory = export.share / "team-a" / "data"
+    assert directory.is_dir() and directory.stat().st_mode & 0o777 == 0o770
+    assert volume.context == {"server": "127.0.0.1", "share": str(export.share),
+                              "subDir": "team-a/data", "path": f"{export.share}/team-a/data"}
+    assert volume.accessible_topology == ()
+    (directory / "f").write_text("kept")
+    assert create(export, subDir="{namespace}/{pvc_name}", mountPermissions="0770") == volume
+    assert (directory / "f").read_text() == "kept"
+    with pytest.raises(errors.VolumeConflict):
+        create(export, "pvc-u2", subDir="{namespace}/{pvc_name}")
+
+
+@pytest.mark.parametrize("on_delete, expected", [
+    ("delete", []), ("retain", ["team-a", "team-a/data", "team-a/data/f"]),
+    ("archive", ["team-a", "team-a/archived-data", "team-a/archived-data/f"])])
+def test_delete_policies(export: Export, on_delete: str, expected: list[str]) -> None:
+    volume = create(export, subDir="{namespace}/{pvc_name}", onDelete=on_delete)
+    (export.share / "team-a/data/f").write_text("x")
+    driver = nfs.NfsDriver()
+    driver.delete_volume(volume.volume_id, export.secrets)
+    driver.delete_volume(volume.volume_id, export.secrets)  # twice is success
+    assert listing(export.share) == expected
+
+
+def test_delete_removes_symlinks_not_their_targets(export: Export, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("x")
+    volume = create(export)
+    (export.share / "pvc-u1" / "link").symlink_to(outside)
+    nfs.NfsDriver().delete_volume(volume.volume_id, export.secrets)
+    assert (outside / "precious").exists()
+    assert not (export.share / "pvc-u1").exists()
+
+
+def test_expand_and_soft_enforcement(export: Export) -> None:
+    driver = nfs.NfsDriver()
+    volume = create(export, size=4096)
+    assert not driver.get_volume(volume.volume_id, export.secrets).condition.abnormal
+    (export.share / "pvc-u1" / "big").write_bytes(b"x" * 10000)
+    status = driver.get_volume(volume.volume_id, export.secrets)
+    assert status.used_bytes == 10000 and status.condition.abnormal
+    result = driver.expand_volume(volume.volume_id, 1 << 20, export.secrets)
+    assert result == contract.ExpansionResult(1 << 20, False)
+    status = driver.get_volume(volume.volume_id, export.secrets)
+    assert status.capacity_bytes == 1 << 20 and not status.condition.abnormal
+
+
+def test_capacity_and_size_beyond_free_space(export: Export) -> None:
+    free = nfs.NfsDriver().get_capacity(export.parameters, None, export.secrets)
+    statvfs = os.statvfs(export.share)
+    assert abs(free - statvfs.f_bavail * statvfs.f_frsize) < 256 << 20
+    with pytest.raises(errors.OutOfCapacity):
+        create(export, size=1 << 60)
+    assert listing(export.share) == []
+
+
+@pytest.mark.parametrize("parameters, parameter", [
+    ({"colour": "blue"}, "parameter"),
+    ({"subDir": "../{pv_name}"}, "subDir"),
+    ({"subDir": "{pv_name"}, "subDir"),
+    ({"mountPermissions": "abc"}, "mountPermissions"),
+    ({"onDelete": "never"}, "onDelete"),
+    ({"server": "a b"}, "server"),
+    ({"share": "relative"}, "share"),
+    ({"sshPort": "70000"}, "sshPort"),
+])
+def test_bad_parameters_create_nothing(export: Export, parameters: dict[str, str],
+                                       parameter: str) -> None:
+    with pytest.raises(errors.InvalidArgument) as caught:
+        create(export, params=parameters)
+    assert caught.value.parameter == parameter
+    assert list(export.share.iterdir()) == []
+
+
+def test_symlinked_parent_is_refused(export: Export, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (export.share / "team-a").symlink_to(outside)
+    with pytest.raises(errors.InvalidArgument, match="symbolic link"):
+        create(export, subDir="{namespace}/{pvc_name}")
+    assert list(outside.iterdir()) == []
+
+
+def test_wrong_credentials_are_permanent(sshd: Sshd, tmp_path: Path) -> None:
+    export = Export(tmp_path, {"server": "127.0.0.1", "share": str(tmp_path),
+                               "sshPort": str(sshd.port)})
+    bad_password = {"username": "root", "password": "not-the-password",
+                    "knownHosts": sshd.known_hosts}
+    with pytest.raises(errors.PermanentError, match="authentication"):
+        create(export, secrets=bad_password)
+    other_host = sshd.secrets(knownHosts=f"[127.0.0.1]:{sshd.port} ssh-ed25519 "
+                              "AAAAC3NzaC1lZDI1NTE5AAAAIFJWgBI0SmFZJtcC3PQK/1GLm5GaeXXu3ptUgfGOwvGT")
+    with pytest.raises(errors.PermanentError, match="host key"):
+        create(export, secrets=other_host)
+    with pytest.raises(errors.PermanentError, match="not in the knownHosts"):
+        create(export, secrets=sshd.secrets(knownHosts=""))
+    with pytest.raises(errors.InvalidArgument, match="username"):
+        create(export, secrets={})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_server_down_is_temporary(tmp_path: Path) -> None:
+    export = Export(tmp_path, {"server": "127.0.0.1", "share": str(tmp_path),
+                               "sshPort": str(free_port())},
+                    {"username": "root", "password": "x", "knownHosts": ""})
+    with pytest.raises(errors.TemporaryError, match="unreachable"):
+        create(export)
+    with pytest.raises(errors.TemporaryError):
+        nfs.NfsDriver().delete_volume(
+            nfs.volume_id(nfs.parse_class(export.parameters),
+                          nfs.Record("pvc-u1", "pvc-u1", 1, 0)), export.secrets)
+
+
+def test_forged_ids_are_refused(tmp_path: Path) -> None:
+    share = tmp_path / "export"
+    (share / "precious").mkdir(parents=True)
+    cls = nfs.parse_class({"server": "127.0.0.1", "share": str(share),
+                           "exportLocalPath": str(share)})
+    forged = nfs.volume_id(cls, nfs.Record("pvc-x", "precious", 1, 0))
+    with pytest.raises(errors.PermanentError, match="no record"):
+        nfs.NfsDriver().delete_volume(forged)
+    with pytest.raises(errors.PermanentError):
+        nfs.NfsDriver().delete_volume(forged.replace("subDir=precious", "subDir=..%2Fx"))
+    with pytest.raises(errors.NotMine):
+        nfs.NfsDriver().delete_volume("local:v1:name=x")
+    assert (share / "precious").is_dir()
+
+
+class RecordingMounter:
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.calls: list[tuple[object, ...]] = []
+        self.fail = fail
+
+    def mount(self, server: str, export_path: str, target: str, options: list[str]) -> None:
+        if self.fail:
+            raise self.fail
+        self.calls.append(("mount", server, export_path, target, tuple(options)))
+
+    def unmount(self, target: str, lazy: bool = True) -> None:
+        self.calls.append(("unmount", target))
+
+    def is_mounted(self, target: str) -> bool:
+        return False
+
+
+def test_publish_delegates_to_the_mounter(tmp_path: Path) -> None:
+    _: nfs.NfsMounter = RecordingMounter()
+    mounter = RecordingMounter()
+    driver = nfs.NfsDriver(mounter)
+    cls = nfs.parse_class({"server": "nfs.example", "share": "/exports"})
+    volume_id = nfs.volume_id(cls, nfs.Record("pvc-1", "team-a/data", 1, 0))
+    driver.publish_volume(volume_id, "/var/lib/pods/x", True, mount_options=("vers=4.1",))
+    driver.unpublish_volume(volume_id, "/var/lib/pods/x")
+    assert mounter.calls == [
+        ("mount", "nfs.example", "/exports/team-a/data", "/var/lib/pods/x", ("vers=4.1", "ro")),
+        ("unmount", "/var/lib/pods/x")]
+    with pytest.raises(errors.InvalidArgument):
+        nfs.NfsDriver(RecordingMounter(ValueError("bad option"))).publish_volume(
+            volume_id, "/t", False)
+    with pytest.raises(errors.TemporaryError):
+        nfs.NfsDriver(RecordingMounter(RuntimeError("timeout"))).publish_volume(
+            volume_id, "/t", False)
+    with pytest.raises(errors.PermanentError, match="no NFS mounter"):
+        nfs.NfsDriver().publish_volume(volume_id, "/t", False)
+    (tmp_path / "f").write_bytes(b"x" * 100)
+    stats = driver.get_volume_stats(volume_id, str(tmp_path))
+    assert stats.used_bytes == 100 and stats.total_bytes > 0
