@@ -99,7 +99,13 @@ def kubelet(args: argparse.Namespace) -> int:
     if path is None:
         path = data_dir / f"kubelet-{args.node}.kubeconfig"
         if not path.exists():
-            path = server.write_node_kubeconfig(_saved_config(data_dir), args.node)
+            if not (data_dir / "pki" / "ca.crt").exists():
+                raise UserError(f"no cluster in {data_dir}: start the apiserver first, or "
+                                f"pass --kubeconfig")
+            try:
+                path = server.write_node_kubeconfig(_saved_config(data_dir), args.node)
+            except pki.PkiError as e:
+                raise UserError(str(e)) from e
     root = (args.root_dir or data_dir / "kubelet" / args.node).resolve()
     try:
         cfg = kubelet_config.KubeletConfig(node_name=args.node, root_dir=root,

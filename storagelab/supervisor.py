@@ -106,6 +106,7 @@ def kubelet_child(cfg: config.ServerConfig) -> Child | None:
         print("storagelab: no Docker engine reachable: running without a kubelet "
               "(pods stay Pending). Start dockerd and run `make up` again.")
         return None
+    _ensure_busybox()
     node = socket.gethostname().lower()
     kubeconfig = server.write_node_kubeconfig(cfg, node)
     return Child("kubelet", _cli("kubelet", "--node", node, "--kubeconfig", str(kubeconfig),
@@ -117,6 +118,23 @@ def _stop_on_sigterm() -> None:
     def handler(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, handler)
+
+
+def _ensure_busybox() -> None:
+    """`image: busybox` must run offline: build it from busybox-static when missing."""
+    import docker
+
+    from storagelab import images
+    try:
+        docker.from_env(timeout=10).images.get("busybox:latest")
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        print("storagelab: building busybox:latest locally from busybox-static", flush=True)
+        images.build_busybox()
+    except images.ImageBuildError as e:
+        print(f"storagelab: could not build busybox ({e}); pods using it will fail to start")
 
 
 def run(cfg: config.ServerConfig, server_args: Sequence[str]) -> int:

@@ -209,7 +209,9 @@ def _delete(rt: ResourceType) -> Handler:
         opts = await _delete_options(request)
         obj, gone = await run_in_threadpool(registry_of(request).delete, rt, _ns(rt, request),
                                             request.path_params["name"], opts)
-        return wire.render(request, rt.kind, obj, 200 if gone or opts.dry_run else 202)
+        # kube-apiserver answers 202 only to the deprecated orphanDependents=false; a
+        # deletion held by finalizers or grace (namespaces, pods) is still a 200.
+        return wire.render(request, rt.kind, obj, 200)
     return handler
 
 

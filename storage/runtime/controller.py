@@ -4,7 +4,8 @@ A controller is wiring (informer handlers that queue keys) plus `reconcile(key)`
 re-reads state and is safe to run twice. This module owns what happens around it: success
 forgets the key's failure history, `Requeue(delay)` asks to look again later without it
 being a failure, a version conflict is routine (someone else wrote first: backoff and re-read),
-and any other error is logged and retried with per-key exponential backoff.
+an object deleted under our feet (404) likewise, and any other error is logged and retried
+with per-key exponential backoff.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ async def process_one(queue: workqueue.WorkQueue, reconcile: Reconcile, key: str
     except Requeue as r:
         queue.forget(key)
         queue.add_after(key, r.delay)
-    except (kube_api.Conflict, RetryLater) as e:
+    except (kube_api.Conflict, kube_api.NotFound, RetryLater) as e:
+        # Routine: someone wrote (or deleted) first; the cache catches up, then we retry.
         delay = queue.add_rate_limited(key)
         log.debug("%s %s: %s; retry in %.3fs", queue.name, key, e, delay)
     except asyncio.CancelledError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from storage.runtime import kube as kube_api
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
+MAX_TOMBSTONES = 10_000
 
 
 def object_key(obj: Obj) -> str:
@@ -59,6 +61,8 @@ class Informer:
         self._cache: dict[str, Obj] = {}
         self._handlers: list[Handlers] = []
         self._synced = asyncio.Event()
+        # Keys deleted lately and the revision of their deletion (see `assume`).
+        self._tombstones: OrderedDict[str, int] = OrderedDict()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -84,8 +88,18 @@ class Informer:
     # -- writing from controllers ---------------------------------------------------------
 
     def assume(self, obj: Obj) -> None:
-        """Store our own write's result, unless the cache already holds something newer."""
+        """Store our own write's result, unless the cache already holds something newer.
+
+        A write that removed the last finalizer of an object being deleted deleted it; and
+        if the watch already reported the deletion, the answer must not resurrect it.
+        """
         key = object_key(obj)
+        meta = obj.get("metadata") or {}
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            self.forget(obj)
+            return
+        if resource_version(obj) <= self._tombstones.get(key, -1):
+            return
         old = self._cache.get(key)
         if old is not None and resource_version(old) >= resource_version(obj):
             return
@@ -145,8 +159,12 @@ class Informer:
         old = self._cache.get(key)
         if event_type == "DELETED":
             self._cache.pop(key, None)
+            self._tombstones[key] = resource_version(obj)
+            while len(self._tombstones) > MAX_TOMBSTONES:
+                self._tombstones.popitem(last=False)
         else:
             self._cache[key] = obj
+            self._tombstones.pop(key, None)
         for h in self._handlers:
             self._dispatch(h, event_type, old, obj)
 

@@ -275,7 +275,7 @@ def test_claim_whose_volume_disappears_is_lost(api: httpx.Client, ns: str) -> No
               headers={"Content-Type": "application/merge-patch+json"})
     eventually(lambda: get_pv(api, volume) is None)
     eventually(lambda: phase(get_pvc(api, ns, "orphan")) == "Lost", what="Lost")
-    assert reasons(api, ns, "orphan")["ClaimLost"] == \
+    assert eventually(lambda: reasons(api, ns, "orphan").get("ClaimLost")) == \
         "Bound claim has lost its PersistentVolume. Data on the volume is lost!"
 
 
@@ -361,7 +361,8 @@ def test_failed_delete_marks_the_volume_failed_and_retries(
     bind_and_release(api, ns, volume, "burning")
     pv = eventually(lambda: phase(v := get_pv(api, volume)) == "Failed" and v)
     assert pv["status"]["message"] == f"disk {volume} is on fire"
-    assert reasons(api, "default", volume)["VolumeFailedDelete"] == f"disk {volume} is on fire"
+    assert eventually(lambda: reasons(api, "default", volume).get("VolumeFailedDelete")) == \
+        f"disk {volume} is on fire"
     eventually(lambda: recorder_plugin.deleted.count(volume) >= 3, what="retries")
     recorder_plugin.failing.discard(volume)
     eventually(lambda: get_pv(api, volume) is None, timeout=15, what="deleted after retry")
@@ -391,7 +392,8 @@ def test_recycle_scrubs_through_the_provisioner_and_makes_the_volume_available(
     pv = eventually(lambda: phase(v := get_pv(api, volume)) == "Available" and
                     recorder_plugin.recycled.count(volume) and v, what="recycled")
     assert "claimRef" not in pv["spec"]
-    assert reasons(api, "default", volume)["VolumeRecycled"] == "Volume recycled"
+    assert eventually(lambda: reasons(api, "default", volume).get("VolumeRecycled")) == \
+        "Volume recycled"
 
 
 # ---- protection ----------------------------------------------------------------------------

@@ -437,3 +437,17 @@ def test_subpath_inside_volumes(api: httpx.Client, ns: str) -> None:
     docker_exec(pod, "c", "sh", "-c", "echo deep > /deep/f")
     assert docker_exec(pod, "c", "cat", "/all/a/b/f") == "deep\n"
     assert docker_exec(pod, "c", "cat", "/etc/app.conf") == "x=1"
+
+
+def test_graceful_pod_deletion_answers_200(sqlite_server: ApiServer) -> None:
+    with sqlite_server.client() as api:
+        ns = f"t-{uuid.uuid4().hex[:8]}"
+        create(api, "/api/v1/namespaces", {"metadata": {"name": ns}})
+        create(api, f"/api/v1/namespaces/{ns}/pods", {"metadata": {"name": "p"}, "spec": {
+            "nodeName": "no-kubelet-here", "terminationGracePeriodSeconds": 30,
+            "containers": [busybox("c", "sleep 1")]}})
+        r = api.delete(f"/api/v1/namespaces/{ns}/pods/p")
+        body = r.json()
+        assert body["kind"] == "Pod" and body["metadata"]["deletionTimestamp"]
+        assert body["metadata"]["deletionGracePeriodSeconds"] == 30
+        assert r.status_code == 200

@@ -93,10 +93,32 @@ def test_informer_ignores_events_older_than_our_own_write() -> None:
     assert inf.get("a") is None
 
 
+def test_our_write_answered_after_the_deletion_event_does_not_resurrect_it() -> None:
+    fake = ScriptedKube(lists=[], watches=[])
+    inf = informer.Informer(fake, "PersistentVolumeClaim")  # type: ignore[arg-type]
+    inf.assume(pv("a", 10))
+    inf._observe("DELETED", pv("a", 12))  # the watch reports the deletion first ...
+    inf.assume(pv("a", 11))  # ... then the answer to our (earlier) write arrives
+    assert inf.get("a") is None
+    inf._observe("ADDED", pv("a", 20))  # a new object of the same name is welcome
+    assert inf.get("a") is not None
+
+
+def test_a_write_that_removed_the_last_finalizer_deletes_from_the_cache() -> None:
+    fake = ScriptedKube(lists=[], watches=[])
+    inf = informer.Informer(fake, "PersistentVolumeClaim")  # type: ignore[arg-type]
+    inf.assume(pv("a", 10))
+    gone = pv("a", 11)
+    gone["metadata"].update(deletionTimestamp="2024-01-01T00:00:00Z", finalizers=[])
+    inf.assume(gone)
+    assert inf.get("a") is None
+
+
 @pytest.mark.parametrize(("raised", "requeued_after", "failures"), [
     (None, None, 0),
     (controller.Requeue(0.05), 0.05, 0),
     (kube_api.Conflict("stale"), 0.005, 1),
+    (kube_api.NotFound("gone"), 0.005, 1),
     (controller.RetryLater("reported"), 0.005, 1),
     (RuntimeError("bug"), 0.005, 1),
 ])
