@@ -66,11 +66,13 @@ def create_app(cfg: config.ServerConfig, *, secure: bool | None = None) -> Any:
         generic.install(app.router, rt)
     _install_errors(app)
     _install_metrics(app)
+    measured = MetricsMiddleware(app, app.state.metrics)
+    measured.state = app.state  # type: ignore[attr-defined]
     use_security = cfg.tls if secure is None else secure
     if not use_security:
-        return app
+        return measured
     tokens = authn.ReloadingTokenFile(cfg.token_auth_file) if cfg.token_auth_file else None
-    wrapped = security.SecurityMiddleware(app, security.Authenticator(tokens),
+    wrapped = security.SecurityMiddleware(measured, security.Authenticator(tokens),
                                           policy if cfg.authorization else None)
     wrapped.state = app.state  # type: ignore[attr-defined]
     return wrapped
@@ -100,23 +102,42 @@ def _install_errors(app: FastAPI) -> None:
 def _install_metrics(app: FastAPI) -> None:
     m: metrics.Metrics = app.state.metrics
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
-        response: Response = await call_next(request)
-        attrs = authz.request_attributes(None, request.method, request.url.path,
-                                         request.url.query)
-        verb = attrs.verb.upper() if attrs.resource_request else request.method
-        resource = attrs.resource if attrs.resource_request else ""
-        m.requests.labels(verb, resource, attrs.subresource, str(response.status_code)).inc()
-        if verb != "WATCH":
-            m.latency.labels(verb, resource, attrs.subresource).observe(
-                time.perf_counter() - start)
-        return response
-
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
         return Response(m.render(), media_type="text/plain; version=0.0.4")
+
+
+class MetricsMiddleware:
+    """Request counts and latency by verb and resource, as plain ASGI (no extra tasks)."""
+
+    def __init__(self, app: Any, m: metrics.Metrics) -> None:
+        self.app = app
+        self.metrics = m
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        code = [500]
+
+        async def observed_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                code[0] = message["status"]
+            await send(message)
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            self._observe(scope, code[0], time.perf_counter() - start)
+
+    def _observe(self, scope: Any, code: int, seconds: float) -> None:
+        attrs = authz.request_attributes(None, scope["method"], scope["path"],
+                                         scope.get("query_string", b"").decode())
+        verb = attrs.verb.upper() if attrs.resource_request else scope["method"]
+        resource = attrs.resource if attrs.resource_request else ""
+        self.metrics.requests.labels(verb, resource, attrs.subresource, str(code)).inc()
+        if verb != "WATCH":
+            self.metrics.latency.labels(verb, resource, attrs.subresource).observe(seconds)
 
 
 def _reviews(policy: security.PolicyCache) -> Any:

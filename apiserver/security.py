@@ -10,8 +10,10 @@ an in-memory cache that follows the store's watch stream, so authorizing costs n
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -129,8 +131,14 @@ class Authenticator:
             return authn.with_authenticated_group(self.tokens.authenticate(token))
         der = ((scope.get("extensions") or {}).get("tls") or {}).get("client_cert")
         if der:
-            return authn.with_authenticated_group(authn.user_from_certificate(der))
+            return _user_from_certificate(der, int(time.time()) // 60)
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _user_from_certificate(der: bytes, minute: int) -> authn.UserInfo:
+    """Parsing a certificate costs more than the request; the minute keeps expiry honest."""
+    return authn.with_authenticated_group(authn.user_from_certificate(der))
 
 
 class SecurityMiddleware:

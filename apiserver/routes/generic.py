@@ -284,6 +284,7 @@ async def _first_item(queue: asyncio.Queue[Any], pump: asyncio.Task[None]) -> An
 async def _lines(rt: ResourceType, request: Request, queue: asyncio.Queue[Any],
                  timeout: float, bookmarks: bool, table: bool,
                  state: dict[str, bool]) -> AsyncIterator[bytes]:
+    """Encoded events; everything already queued goes out in one chunk."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last_rv = ""
@@ -297,13 +298,22 @@ async def _lines(rt: ResourceType, request: Request, queue: asyncio.Queue[Any],
             if bookmarks and last_rv:
                 yield _encode(_bookmark(rt, last_rv))
             continue
-        if item is _END:
-            return
-        if isinstance(item, api_errors.APIError):
-            yield _encode({"type": "ERROR", "object": item.status()})
-            return
-        last_rv = item.object["metadata"].get("resourceVersion", last_rv)
-        yield _encode(_event_body(rt, request, item, table, state))
+        chunk: list[bytes] = []
+        while True:
+            if item is _END:
+                if chunk:
+                    yield b"".join(chunk)
+                return
+            if isinstance(item, api_errors.APIError):
+                chunk.append(_encode({"type": "ERROR", "object": item.status()}))
+                yield b"".join(chunk)
+                return
+            last_rv = item.object["metadata"].get("resourceVersion", last_rv)
+            chunk.append(_encode(_event_body(rt, request, item, table, state)))
+            if queue.empty() or len(chunk) >= 256:
+                break
+            item = queue.get_nowait()
+        yield b"".join(chunk)
 
 
 def _event_body(rt: ResourceType, request: Request, event: Any, table: bool,

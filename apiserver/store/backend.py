@@ -23,8 +23,9 @@ class Store:
     def __init__(self, url: str, *, compact_every: float = 60.0,
                  keep_revisions: int = 1000, keep_seconds: float = 300.0) -> None:
         self.url = url
-        self.log = log.Log(log.make_engine(url))
         self.broadcaster = watch.Broadcaster()
+        # Events are published by the log inside its write lock, so in revision order.
+        self.log = log.Log(log.make_engine(url), publish=self.broadcaster.publish)
         self._keep = (keep_revisions, keep_seconds)
         self._stop = threading.Event()
         self._compactor = threading.Thread(target=self._compact_loop, args=(compact_every,),
@@ -43,17 +44,13 @@ class Store:
         return self.log.list(prefix, revision=revision, start_after=start_after, limit=limit)
 
     def create(self, key: str, value: bytes) -> log.Event:
-        return self._published(self.log.create(key, value))
+        return self.log.create(key, value)
 
     def update(self, key: str, value: bytes, expected_revision: int) -> log.Event:
-        return self._published(self.log.update(key, value, expected_revision))
+        return self.log.update(key, value, expected_revision)
 
     def delete(self, key: str, expected_revision: int = 0) -> log.Event:
-        return self._published(self.log.delete(key, expected_revision))
-
-    def _published(self, event: log.Event) -> log.Event:
-        self.broadcaster.publish(event)
-        return event
+        return self.log.delete(key, expected_revision)
 
     async def watch(self, prefix: str, revision: int) -> AsyncIterator[log.Event | None]:
         """Events under `prefix` after `revision` (0 = from now), in revision order.
@@ -75,6 +72,7 @@ class Store:
                 if event is None:
                     yield None
                     return
+                sub.taken(event)
                 if event.row.revision > last:
                     last = event.row.revision
                     yield event

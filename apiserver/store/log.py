@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,26 @@ class Event:
         return "ADDED" if self.row.created else "MODIFIED"
 
 
+Builder = Callable[["Row | None", int], "tuple[dict[str, Any], bytes | None]"]
+
+
+@dataclass(eq=False)
+class _Pending:
+    """One write waiting for a group commit."""
+
+    key: str
+    build: Builder
+    decided: bool = False
+    event: Event | None = None
+    error: errors.StoreError | None = None
+
+
+def _row_values(row: Row) -> dict[str, Any]:
+    return dict(id=row.revision, name=row.key, created=int(row.created),
+                deleted=int(row.deleted), create_revision=row.create_revision,
+                prev_revision=row.prev_revision, ts=time.time(), value=row.value)
+
+
 def _row(r: Any) -> Row:
     return Row(key=r.name, revision=r.id, create_revision=r.create_revision,
                prev_revision=r.prev_revision, created=bool(r.created),
@@ -114,10 +135,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 class Log:
     """Append-only versions of keys, read by key, by prefix and by revision."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine,
+                 publish: Callable[[Event], None] | None = None) -> None:
         self.engine = engine
         metadata.create_all(engine)
         self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._publish = publish
         with engine.connect() as conn:
             self._revision = int(conn.execute(sa.select(sa.func.max(kine.c.id))).scalar() or 0)
             self._compacted = self._read_compacted(conn)
@@ -151,16 +176,16 @@ class Log:
         if revision and revision < self._compacted:
             raise errors.Compacted(revision, self._compacted)
         at = revision or current
+        lower = kine.c.name > start_after if start_after and start_after >= prefix \
+            else kine.c.name >= prefix
         latest = (
             sa.select(kine.c.name, sa.func.max(kine.c.id).label("id"))
-            .where(kine.c.name >= prefix, kine.c.name < prefix_end(prefix), kine.c.id <= at)
+            .where(lower, kine.c.name < prefix_end(prefix), kine.c.id <= at)
             .group_by(kine.c.name)
             .subquery()
         )
         query = (sa.select(kine).join(latest, kine.c.id == latest.c.id)
                  .where(kine.c.deleted == 0).order_by(kine.c.name))
-        if start_after:
-            query = query.where(kine.c.name > start_after)
         if limit:
             query = query.limit(limit)
         with self.engine.connect() as conn:
@@ -223,32 +248,70 @@ class Log:
             raise errors.RevisionConflict(key, expected, latest.revision)
         return latest
 
-    def _append(self, key: str, build: Any) -> Event:
-        with self._write_lock:
-            rev = self._revision + 1
-            try:
-                with self.engine.begin() as conn:
-                    latest = self._latest(conn, key)
-                    values, prev_value = build(latest, rev)
-                    conn.execute(sa.insert(kine).values(id=rev, name=key, ts=time.time(),
-                                                        **values))
-            except IntegrityError as e:
-                raise self._integrity(key, e) from e
-            except OperationalError as e:
-                raise errors.StoreError(f"database write failed: {e.orig}") from e
-            self._revision = rev
-        row = Row(key=key, revision=rev, create_revision=values["create_revision"],
-                  prev_revision=values["prev_revision"], created=bool(values["created"]),
-                  deleted=bool(values["deleted"]), value=values["value"])
-        return Event(row, prev_value)
+    def _append(self, key: str, build: Builder) -> Event:
+        """Queue one write and wait until a group commit has decided it.
 
-    def _integrity(self, key: str, e: IntegrityError) -> errors.StoreError:
+        Group commit: whoever holds the write lock commits every queued write in one
+        transaction (one fsync), then publishes their events in revision order. Writers
+        that arrived meanwhile find their write already decided when they get the lock.
+        """
+        pending = _Pending(key, build)
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._write_lock:
+            if not pending.decided:
+                self._commit_queued()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.event is not None
+        return pending.event
+
+    def _commit_queued(self) -> None:
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        written: dict[str, Row] = {}
+        accepted: list[tuple[_Pending, Event]] = []
+        rev = self._revision
+        try:
+            with self.engine.begin() as conn:
+                for pending in batch:
+                    latest = written.get(pending.key) or self._latest(conn, pending.key)
+                    try:
+                        values, prev_value = pending.build(latest, rev + 1)
+                    except errors.StoreError as e:
+                        pending.error = e
+                        continue
+                    rev += 1
+                    row = Row(key=pending.key, revision=rev,
+                              create_revision=values["create_revision"],
+                              prev_revision=values["prev_revision"],
+                              created=bool(values["created"]), deleted=bool(values["deleted"]),
+                              value=values["value"])
+                    written[pending.key] = row
+                    accepted.append((pending, Event(row, prev_value)))
+                if accepted:
+                    conn.execute(sa.insert(kine), [_row_values(e.row) for _, e in accepted])
+        except (IntegrityError, OperationalError) as e:
+            failure = self._integrity(e) if isinstance(e, IntegrityError) else \
+                errors.StoreError(f"database write failed: {e.orig}")
+            for pending, _ in accepted:
+                pending.error = failure
+            accepted = []
+        self._revision = max(self._revision, rev if accepted else self._revision)
+        for pending, event in accepted:
+            pending.event = event
+            if self._publish is not None:
+                self._publish(event)
+        for pending in batch:
+            pending.decided = True
+
+    def _integrity(self, e: IntegrityError) -> errors.StoreError:
         # Another process appended to the same key (or took our revision): re-read the
         # true state so the caller retries from it.
         with self.engine.connect() as conn:
             self._revision = max(self._revision,
                                  int(conn.execute(sa.select(sa.func.max(kine.c.id))).scalar() or 0))
-        return errors.RevisionConflict(key, 0, -1)
+        return errors.RevisionConflict(str(e.params)[:80], 0, -1)
 
     @staticmethod
     def _latest(conn: Connection, key: str) -> Row | None:

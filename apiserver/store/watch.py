@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from apiserver.store.log import Event
 
 QUEUE_LIMIT = 10_000
+BYTES_LIMIT = 32 * 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -26,20 +27,36 @@ class Subscription:
     queue: asyncio.Queue[Event | None] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     overflowed: bool = False
+    queued_bytes: int = 0
 
     def offer(self, event: Event) -> None:
-        """Runs on the subscription's loop; a full queue ends this watcher only."""
+        """Runs on the subscription's loop; a full queue ends this watcher only.
+
+        Full means 10,000 events or 32 MiB of values waiting, whichever comes first, so
+        a stalled client of large objects cannot pin the server's memory.
+        """
         if self.overflowed:
+            return
+        size = len(event.row.value) + len(event.prev_value or b"")
+        if self.queued_bytes + size > BYTES_LIMIT:
+            self.overflowed = True
+            self._drain_and_close()
             return
         try:
             self.queue.put_nowait(event)
+            self.queued_bytes += size
         except asyncio.QueueFull:
             self.overflowed = True
             self._drain_and_close()
 
+    def taken(self, event: Event) -> None:
+        """The consumer took `event` off the queue."""
+        self.queued_bytes -= len(event.row.value) + len(event.prev_value or b"")
+
     def _drain_and_close(self) -> None:
         while not self.queue.empty():
             self.queue.get_nowait()
+        self.queued_bytes = 0
         self.queue.put_nowait(None)
 
 

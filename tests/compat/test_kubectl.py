@@ -2,8 +2,9 @@
 
 Each test runs kubectl as a user would (apply, get, describe, patch, wait, delete, explain
 ...) and pins the output a real cluster prints: table headers and cells, JSON shapes, and the
-error lines of the mistakes users make. Most tests run on both stores; the ones whose answer
-cannot depend on the store run on SQLite only, to keep the suite fast.
+error lines of the mistakes users make. Tests whose answer goes through the store's writes,
+watch or conflicts run on both stores; the read-only ones share one applied lab on SQLite,
+to keep the suite fast.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ QUANTITY_REGEX_HINT = ("quantities must match the regular expression "
 
 @dataclass(frozen=True)
 class Lab:
-    """lab.yaml applied in a namespace; `suffix` names its cluster-scoped objects."""
+    """lab.yaml rendered for one namespace; `suffix` names its cluster-scoped objects."""
 
     kubectl: Kubectl
     suffix: str
@@ -121,7 +122,8 @@ def test_apply_creates_then_reapply_changes_through_strategic_merge(kubectl: Kub
                            "configmap/settings created", "secret/creds created",
                            "pod/db created"]
         # The file asks for 1.5Gi and the server keeps 1536Mi, so kubectl's three-way diff
-        # is never empty for that claim: a real cluster says "configured" here too.
+        # is never empty for that claim: a real cluster says "configured" here too
+        # (kubernetes/kubernetes#116135).
         again = kubectl.out("apply", "-f", str(lab.manifest)).splitlines()
         assert again == [line.replace("created", "configured" if "claim" in line
                                       else "unchanged") for line in created]
