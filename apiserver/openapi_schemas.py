@@ -475,6 +475,9 @@ model(CORE, "PodSpec", "What the pod runs and how.",
       f("hostAliases", "[]HostAlias", "Extra /etc/hosts entries.", merge="ip"),
       f("priorityClassName", "string", "Name of the pod's PriorityClass."),
       f("priority", "int32", "Priority value, from the PriorityClass."),
+      f("preemptionPolicy", "string", "Whether the pod may preempt lower priority pods."),
+      f("runtimeClassName", "string", "RuntimeClass that runs the pod."),
+      f("overhead", "{}Quantity", "Resources the pod's sandbox uses."),
       f("readinessGates", "[]PodReadinessGate", "Extra conditions for readiness.", list_type="atomic"),
       f("enableServiceLinks", "bool", "Inject service environment variables."),
       f("shareProcessNamespace", "bool", "Share one PID namespace between containers."))
@@ -579,7 +582,16 @@ model(CORE, "NodeStatus", "Observed state of a node.",
       f("addresses", "[]NodeAddress", "Addresses of the node.", merge="type"),
       f("nodeInfo", "NodeSystemInfo", "What runs on the node."),
       f("volumesInUse", "[]string", "Volumes mounted on the node.", list_type="atomic"),
-      f("volumesAttached", "[]AttachedVolume", "Volumes attached to the node.", list_type="atomic"))
+      f("volumesAttached", "[]AttachedVolume", "Volumes attached to the node.", list_type="atomic"),
+      f("daemonEndpoints", "NodeDaemonEndpoints", "Ports of the daemons on the node."),
+      f("images", "[]ContainerImage", "Images present on the node.", list_type="atomic"))
+model(CORE, "DaemonEndpoint", "A port a node daemon listens on.",
+      f("Port", "int32", "The port number.", required=True))
+model(CORE, "NodeDaemonEndpoints", "Ports of the daemons on a node.",
+      f("kubeletEndpoint", "DaemonEndpoint", "The kubelet's port."))
+model(CORE, "ContainerImage", "An image present on a node.",
+      f("names", "[]string", "Names of the image.", list_type="atomic"),
+      f("sizeBytes", "int64", "Size of the image in bytes."))
 kind_model(CORE, "Node", "", "v1", "A machine that runs pods.",
            f("spec", "NodeSpec", "How the node is set up."),
            f("status", "NodeStatus", "What the kubelet observes. Read-only."))

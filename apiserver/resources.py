@@ -27,6 +27,8 @@ class ResourceType:
     subresources: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     verbs: tuple[str, ...] = STANDARD_VERBS
+    # Whether an immediate DELETE answers with the object (pods) or a Success Status.
+    returns_deleted_object: bool = False
 
     @property
     def singular(self) -> str:
@@ -83,7 +85,8 @@ NAMESPACES = ResourceType(CORE, "v1", "Namespace", "namespaces", False, ("ns",),
                           ("status", "finalize"))
 NODES = ResourceType(CORE, "v1", "Node", "nodes", False, ("no",), ("status",))
 PODS = ResourceType(CORE, "v1", "Pod", "pods", True, ("po",),
-                    ("status", "binding", "log", "exec"), ("all",))
+                    ("status", "binding", "log", "exec"), ("all",),
+                    returns_deleted_object=True)
 PERSISTENT_VOLUMES = ResourceType(CORE, "v1", "PersistentVolume", "persistentvolumes", False,
                                   ("pv",), ("status",))
 PERSISTENT_VOLUME_CLAIMS = ResourceType(CORE, "v1", "PersistentVolumeClaim",

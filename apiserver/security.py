@@ -162,12 +162,41 @@ class SecurityMiddleware:
         if user is None:
             await _send_status(send, api_errors.unauthorized())
             return
+        if self.policy is not None:
+            await self.policy.ready.wait()
+            impersonated = self._impersonate(scope, user)
+            if isinstance(impersonated, api_errors.APIError):
+                await _send_status(send, impersonated)
+                return
+            user = impersonated
         scope.setdefault("state", {})["user"] = user
         if self.policy is not None:
             receive = await self._authorize(scope, receive, send, user)
             if receive is None:
                 return
         await self.app(scope, receive, send)
+
+    def _impersonate(self, scope: Scope,
+                     user: authn.UserInfo) -> authn.UserInfo | api_errors.APIError:
+        """`kubectl --as/--as-group`: act as another user if RBAC grants `impersonate`."""
+        headers = [(k.decode().lower(), v.decode()) for k, v in scope.get("headers", [])]
+        name = next((v for k, v in headers if k == "impersonate-user"), "")
+        groups = [v for k, v in headers if k == "impersonate-group"]
+        if not name:
+            if groups:
+                return api_errors.bad_request(
+                    "requested impersonation of groups without impersonating a user")
+            return user
+        assert self.policy is not None
+        authorizer = self.policy.authorizer()
+        for attrs in _impersonation_checks(user, name, groups):
+            decision = authorizer.authorize(attrs)
+            if not decision.allowed:
+                return authz.forbidden_error(attrs, decision.reason)
+        if name.startswith("system:serviceaccount:") and not groups:
+            namespace = name.split(":")[2] if name.count(":") >= 3 else ""
+            groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
+        return authn.with_authenticated_group(authn.UserInfo(name=name, groups=tuple(groups)))
 
     async def _authorize(self, scope: Scope, receive: Receive, send: Send,
                          user: authn.UserInfo) -> Receive | None:
@@ -183,6 +212,20 @@ class SecurityMiddleware:
             await _send_status(send, authz.forbidden_error(attrs, decision.reason))
             return None
         return receive
+
+
+def _impersonation_checks(user: authn.UserInfo, name: str,
+                          groups: list[str]) -> list[authz.Attributes]:
+    parts = name.split(":")
+    if len(parts) == 4 and name.startswith("system:serviceaccount:"):
+        checks = [authz.Attributes(user=user, verb="impersonate", resource="serviceaccounts",
+                                   namespace=parts[2], name=parts[3], resource_request=True)]
+    else:
+        checks = [authz.Attributes(user=user, verb="impersonate", resource="users", name=name,
+                                   resource_request=True)]
+    checks += [authz.Attributes(user=user, verb="impersonate", resource="groups", name=g,
+                                resource_request=True) for g in groups]
+    return checks
 
 
 def _with_name(attrs: authz.Attributes, name: str) -> authz.Attributes:

@@ -21,7 +21,7 @@ from docker.models.containers import Container
 
 from apimachinery import quantity
 from kubelet import api as api_module
-from kubelet import envvars, mount, runtime, status, subpath, volumes
+from kubelet import envvars, mount, nfs_volumes, runtime, status, subpath, volumes
 from kubelet.config import KubeletConfig
 from kubelet.node import NodeAgent
 
@@ -52,7 +52,9 @@ class Kubelet:
         self.api = api_module.Api(cfg.kubeconfig)
         self.objects = api_module.ObjectCache(self.api, self.wake.set)
         self.pods = api_module.PodWatch(self.api, cfg.node_name, self.wake.set)
-        self.volumes = volumes.VolumeManager(cfg.root_dir, self.objects)
+        nfs = nfs_volumes.NfsVolumes(cfg.root_dir, cfg.nfs_mounter, cfg.nfs_mount_defaults,
+                                     events=self._event)
+        self.volumes = volumes.VolumeManager(cfg.root_dir, self.objects, nfs)
         self.runtime = runtime.DockerRuntime(str(cfg.root_dir))
         self.memory: dict[str, PodMemory] = {}
         self.stopped = threading.Event()
@@ -106,6 +108,11 @@ class Kubelet:
         phase_now = (pod.get("status") or {}).get("phase")
         try:
             ready = self.volumes.setup_pod(pod)
+        except volumes.VolumePending:  # an NFS mount still running: wait, no event yet
+            self.write_status(pod, memory, [
+                status.waiting(c["name"], c.get("image", ""), "ContainerCreating")
+                for c in pod["spec"]["containers"]])
+            return
         except volumes.VolumeSetupError as e:
             message = f'MountVolume.SetUp failed for volume "{e.volume}" : {e}'
             if message not in memory.reported:

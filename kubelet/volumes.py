@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from apimachinery import quantity
-from kubelet import atomic_writer, hostpath, mount
+from kubelet import atomic_writer, hostpath, mount, nfs_volumes
 
 Object = dict[str, Any]
 
@@ -56,12 +56,18 @@ class ReadyVolume:
     read_only: bool = False
 
 
+# A mount still in progress in the background (NFS): the pod waits without an event.
+VolumePending = nfs_volumes.MountPending
+
+
 class VolumeManager:
     """Sets up and tears down pod volumes under one kubelet root directory."""
 
-    def __init__(self, root: Path, objects: ObjectSource) -> None:
+    def __init__(self, root: Path, objects: ObjectSource,
+                 nfs: nfs_volumes.NfsVolumes | None = None) -> None:
         self.root = root
         self.objects = objects
+        self.nfs = nfs if nfs is not None else nfs_volumes.NfsVolumes(root)
 
     def pod_dir(self, uid: str) -> Path:
         return self.root / "pods" / uid
@@ -80,7 +86,8 @@ class VolumeManager:
             except VolumeSetupError as e:
                 raise VolumeSetupError(volume["name"], str(e)) from e
             except (OSError, mount.MountError, hostpath.HostPathTypeError,
-                    atomic_writer.InvalidPayloadPath, quantity.QuantityError) as e:
+                    atomic_writer.InvalidPayloadPath, quantity.QuantityError,
+                    nfs_volumes.NfsVolumeError) as e:
                 raise VolumeSetupError(volume["name"], str(e)) from e
         return ready
 
@@ -100,7 +107,11 @@ class VolumeManager:
             hostpath.check(Path(source["path"]), source.get("type") or "")
             return ReadyVolume(name, Path(source["path"]))
         if "persistentVolumeClaim" in volume:
-            return self._claim(uid, namespace, name, volume["persistentVolumeClaim"])
+            return self._claim(pod, namespace, name, volume["persistentVolumeClaim"])
+        if "nfs" in volume:  # --- NFS (kubelet/nfs_volumes.py)
+            target = self.volumes_dir(uid, nfs_volumes.NFS_PLUGIN, name)
+            source = self.nfs.inline(volume)
+            return ReadyVolume(name, self.nfs.setup(pod, target, source), source.read_only)
         raise VolumeSetupError(name, f"volume {name!r}: this kubelet has no plugin for it")
 
     def _empty_dir(self, uid: str, name: str, source: Object) -> ReadyVolume:
@@ -122,10 +133,12 @@ class VolumeManager:
         atomic_writer.write(path, payload)
         return ReadyVolume(name, path, read_only=True)
 
-    def _claim(self, uid: str, namespace: str, name: str, source: Object) -> ReadyVolume:
-        claim_name = source["claimName"]
+    def _claim(self, pod: Object, namespace: str, name: str, source: Object) -> ReadyVolume:
+        uid, claim_name = pod["metadata"]["uid"], source["claimName"]
         pv = bound_volume(self.objects, namespace, claim_name)
         spec = pv["spec"]
+        if nfs_volumes.is_nfs_pv(pv):  # --- NFS (kubelet/nfs_volumes.py)
+            return self._nfs_claim(pod, name, pv, bool(source.get("readOnly")))
         if "hostPath" in spec:
             origin = Path(spec["hostPath"]["path"])
             hostpath.check(origin, spec["hostPath"].get("type") or "")
@@ -142,9 +155,19 @@ class VolumeManager:
         mount.bind_mount(origin, target, read_only=read_only)
         return ReadyVolume(name, target, read_only=read_only)
 
+    def _nfs_claim(self, pod: Object, name: str, pv: Object, read_only: bool) -> ReadyVolume:
+        uid, pv_name = pod["metadata"]["uid"], pv["metadata"]["name"]
+        source = self.nfs.persistent(pv, read_only)
+        if "csi" in pv["spec"]:  # Kubernetes' CSI layout: .../kubernetes.io~csi/<pv>/mount
+            target = self.volumes_dir(uid, nfs_volumes.CSI_PLUGIN, pv_name) / "mount"
+        else:
+            target = self.volumes_dir(uid, nfs_volumes.NFS_PLUGIN, pv_name)
+        return ReadyVolume(name, self.nfs.setup(pod, target, source), source.read_only)
+
     def teardown_pod(self, uid: str) -> None:
         """Unmount everything of the pod and remove its directory."""
         directory = self.pod_dir(uid)
+        self.nfs.release_pod(directory)  # lazily: an NFS server may be dead
         mount.unmount_all_under(directory)
         mount.remove_tree(directory)
 

@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pod directories and volumes (default: <data-dir>/kubelet/<node>)")
     kl.add_argument("--restart-backoff", type=float, default=10.0,
                     help="first restart back-off in seconds (Kubernetes: 10)")
+    kl.add_argument("--nfs-mounter", choices=["auto", "kernel", "userspace"], default="auto",
+                    help="NFS client: the kernel's, userspace (libnfs + FUSE), or auto "
+                         "(kernel when available); a volume's mountOptions may say "
+                         "mounter=kernel|userspace")
+    kl.add_argument("--nfs-mount-defaults", default="",
+                    help="comma-separated NFS mount options for every NFS mount of this "
+                         "node, before the volume's own (as /etc/nfsmount.conf)")
     cm = sub.add_parser("controllers", help="run the storage controllers (controller-manager)")
     cm.add_argument("--kubeconfig", type=Path,
                     default=DEFAULT_DATA_DIR / "controller-manager.kubeconfig")

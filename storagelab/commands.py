@@ -110,7 +110,11 @@ def kubelet(args: argparse.Namespace) -> int:
     try:
         cfg = kubelet_config.KubeletConfig(node_name=args.node, root_dir=root,
                                            kubeconfig=path.resolve(),
-                                           backoff_initial_s=args.restart_backoff)
+                                           backoff_initial_s=args.restart_backoff,
+                                           nfs_mounter=args.nfs_mounter,
+                                           nfs_mount_defaults=tuple(
+                                               o for o in args.nfs_mount_defaults.split(",")
+                                               if o))
     except kubelet_config.ConfigError as e:
         raise UserError(str(e)) from e
     agent.main(cfg)

@@ -119,16 +119,56 @@ def _create(rt: ResourceType) -> Handler:
     return handler
 
 
-async def _check_fields(request: Request, rt: ResourceType, obj: Obj) -> None:
-    """`fieldValidation=Strict` (what kubectl sends): unknown fields are a 400."""
+async def _check_fields(request: Request, rt: ResourceType, obj: Obj,
+                        decoding: bool = True) -> None:
+    """`fieldValidation=Strict` (what kubectl sends): unknown fields are a 400.
+
+    A body being decoded (create, update) says so as Go's decoder does; a patched object
+    reports the bare strict decoding error, as kube-apiserver does for patches.
+    """
     checker = getattr(request.app.state, "field_checker", None)
     mode = request.query_params.get("fieldValidation", "")
     if checker is None or mode not in ("Strict",):
         return
     unknown = checker(rt, obj)
     if unknown:
+        message = "strict decoding error: " + ", ".join(
+            f'unknown field "{path}"' for path in unknown)
+        if decoding:
+            message = (f'{rt.kind} in version "{rt.version}" cannot be handled as a '
+                       f'{rt.kind}: {message}')
+        raise api_errors.bad_request(message)
+
+
+def _check_patch_fields(request: Request, rt: ResourceType, content_type: str,
+                        body: bytes) -> None:
+    """Strict validation of what a merge or strategic patch sets (its directives aside).
+
+    Only the patch's own fields are checked: the stored object also holds what the server
+    set, which the client never sent.
+    """
+    checker = getattr(request.app.state, "field_checker", None)
+    if checker is None or request.query_params.get("fieldValidation", "") != "Strict" or \
+            content_type == patches.JSON_PATCH:
+        return
+    try:
+        patch = json.loads(body)
+    except ValueError:
+        return  # apply_patch reports malformed bodies with Kubernetes' message
+    if not isinstance(patch, dict):
+        return
+    unknown = checker(rt, _without_directives(patch))
+    if unknown:
         raise api_errors.bad_request("strict decoding error: " + ", ".join(
             f'unknown field "{path}"' for path in unknown))
+
+
+def _without_directives(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_directives(v) for k, v in value.items() if not k.startswith("$")}
+    if isinstance(value, list):
+        return [_without_directives(v) for v in value]
+    return value
 
 
 def _delete_collection(rt: ResourceType) -> Handler:
@@ -178,6 +218,7 @@ def _patch(rt: ResourceType, subresource: str) -> Handler:
         if content_type not in patches.PATCH_CONTENT_TYPES:
             raise api_errors.unsupported_media_type(content_type)
         body = await wire.read_body(request)
+        _check_patch_fields(request, rt, content_type, body)
 
         def apply(current: Obj) -> Obj:
             return patches.apply_patch(content_type, current, body, rt.kind)
@@ -211,8 +252,20 @@ def _delete(rt: ResourceType) -> Handler:
                                             request.path_params["name"], opts)
         # kube-apiserver answers 202 only to the deprecated orphanDependents=false; a
         # deletion held by finalizers or grace (namespaces, pods) is still a 200.
+        if gone and not rt.returns_deleted_object:
+            return wire.json_response(_deleted_status(rt, obj))
         return wire.render(request, rt.kind, obj, 200)
     return handler
+
+
+def _deleted_status(rt: ResourceType, obj: Obj) -> Obj:
+    """What kube-apiserver answers when an object is gone at once (no ReturnDeletedObject)."""
+    details: Obj = {"name": obj["metadata"]["name"], "kind": rt.plural,
+                    "uid": obj["metadata"]["uid"]}
+    if rt.group:
+        details["group"] = rt.group
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": details}
 
 
 # ---- watch ----------------------------------------------------------------------------

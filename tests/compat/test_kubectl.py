@@ -440,8 +440,6 @@ def test_auth_can_i(sqlite_kubectl: Kubectl) -> None:
     assert sqlite_kubectl.out("auth", "can-i", "delete", "pv", "--all-namespaces") == "yes\n"
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: Impersonate-User headers are ignored, "
-                   "so --as answers for the caller")
 def test_auth_can_i_as_another_user(sqlite_kubectl: Kubectl) -> None:
     nobody = sqlite_kubectl.run("auth", "can-i", "create", "pvc",
                                 "--as=system:serviceaccount:default:nobody", check=False)
@@ -488,9 +486,6 @@ def test_replace_with_a_stale_resource_version_conflicts(kubectl: Kubectl,
     assert kubectl.out("get", "pvc", "claim", "-o", "jsonpath={.metadata.labels.moved}") == "on"
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: strict decoding error on create lacks "
-                   "the 'PersistentVolumeClaim in version \"v1\" cannot be handled as a "
-                   "PersistentVolumeClaim: ' prefix")
 def test_apply_new_object_with_unknown_field_is_a_strict_decoding_error(
         sqlite_kubectl: Kubectl) -> None:
     path = str(MANIFESTS / "pvc-unknown-field.yaml")
@@ -501,8 +496,6 @@ def test_apply_new_object_with_unknown_field_is_a_strict_decoding_error(
     assert sqlite_kubectl.fails("get", "pvc", "claim").startswith("Error from server (NotFound)")
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: PATCH ignores fieldValidation=Strict "
-                   "and stores unknown fields")
 def test_apply_over_existing_object_with_unknown_field_is_a_strict_decoding_error(
         sqlite_kubectl: Kubectl) -> None:
     sqlite_kubectl.out("apply", "-f", str(MANIFESTS / "pvc.yaml"))
