@@ -1,9 +1,9 @@
 """NFS volumes on the node: one shared mount per export, bind mounted into every pod using it.
 
 Pods reach NFS three ways: an inline `nfs:` volume, a PersistentVolume with `spec.nfs`, or a
-PersistentVolume of our `storagelab.io/nfs` driver (`spec.csi`, whose volume id names the
-export and the volume's sub-directory). Each becomes an `NfsSource`, validated before anything
-runs. The export is mounted once per node at `<root>/mounts/nfs/<server>/<export-hash>` (the
+PersistentVolume of our `storagelab.io/nfs` driver (`spec.csi`, driver `nfs.storagelab.io`,
+whose volume id names the export and the volume's sub-directory). Each becomes an
+`NfsSource`, validated before anything runs. The export is mounted once per node at `<root>/mounts/nfs/<server>/<export-hash>` (the
 hash covers the export path, the options and the client kind) with the kernel client or the
 userspace one (libnfs + FUSE), chosen per node (`--nfs-mounter`) and per volume (the
 storagelab mount option `mounter=kernel|userspace`); every pod volume is a bind mount of it.
@@ -39,7 +39,9 @@ logger = logging.getLogger(__name__)
 
 NFS_PLUGIN = "kubernetes.io~nfs"
 CSI_PLUGIN = "kubernetes.io~csi"
-CSI_DRIVER = "storagelab.io/nfs"
+# The driver's provisioner name, and the same as a valid CSI driver name: Kubernetes requires
+# spec.csi.driver to be a DNS-1123 subdomain, so a PV cannot carry "storagelab.io/nfs" there.
+CSI_DRIVERS = ("storagelab.io/nfs", "nfs.storagelab.io")
 MOUNTER_OPTION = "mounter"  # ours, not nfs(5): removed before the options reach a client
 NFS_FSTYPES = ("nfs", "nfs4", nfs.FUSE_FSTYPE)
 MOUNT_WAIT_S = 5.0  # a sync waits this long for a mount it started, then reports it pending
@@ -112,7 +114,7 @@ def inline_source(volume: Object, defaults: Sequence[str] = (),
 
 def is_nfs_pv(pv: Object) -> bool:
     spec = pv.get("spec") or {}
-    return "nfs" in spec or (spec.get("csi") or {}).get("driver") == CSI_DRIVER
+    return "nfs" in spec or (spec.get("csi") or {}).get("driver") in CSI_DRIVERS
 
 
 def pv_source(pv: Object, read_only: bool = False, defaults: Sequence[str] = (),

@@ -1,0 +1,313 @@
+"""The volume-aware scheduler: places every pod without a node, binding it via pods/binding.
+
+This is the wiring around `scheduling_filters` (kube-scheduler's framework around its
+plugins): informers on pods, nodes, claims, volumes and classes queue pod keys; `sync_pod`
+filters every node, picks the least loaded fitting one, and binds. A pod whose claims wait
+for their first consumer needs volumes first, as kube-scheduler's VolumeBinding plugin does
+in PreBind: static volumes are bound to the claims (PV claimRef) and claims to provision get
+`volume.kubernetes.io/selected-node`; the pod is bound once every claim is Bound. If the
+provisioner clears the selected node (provisioning failed there), the pod is placed again.
+A pod that fits nowhere stays Pending with a FailedScheduling event and a PodScheduled=False
+condition carrying Kubernetes' "0/N nodes are available: ..." message, and is retried when
+nodes, claims or volumes change, and with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from storage import matching, pv_controller
+from storage import scheduling_filters as sf
+from storage.runtime import controller, events, informer, shared, workqueue
+from storage.runtime import kube as kube_api
+from storage.scheduling_api import SchedulingKube
+
+Obj = dict[str, Any]
+log = logging.getLogger(__name__)
+
+COMPONENT = "default-scheduler"
+REASON_SCHEDULED = "Scheduled"
+REASON_FAILED_SCHEDULING = "FailedScheduling"
+MSG_BIND_TIMEOUT = "binding volumes: context deadline exceeded"
+DEFAULT_BIND_TIMEOUT = 600.0  # kube-scheduler's bindTimeoutSeconds
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A pod placed on `node`, waiting for its claims' volumes to be bound or provisioned."""
+
+    node: str
+    plan: sf.VolumePlan
+    since: float
+
+
+def msg_scheduled(pod: Mapping[str, Any], node: str) -> str:
+    return f"Successfully assigned {matching.namespace_of(pod)}/{matching.name_of(pod)} to {node}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Scheduler:
+    """Build it with the shared informers (before they run), then `run()`."""
+
+    def __init__(self, kube: kube_api.Kube, informers: shared.Informers, *,
+                 scheduler_name: str = COMPONENT, bind_timeout: float = DEFAULT_BIND_TIMEOUT,
+                 max_backoff: float = 30.0) -> None:
+        self.kube = kube
+        self.api = SchedulingKube(kube.client)
+        self.scheduler_name = scheduler_name
+        self.bind_timeout = bind_timeout
+        self.max_backoff = max_backoff
+        self.nodes = informer.Informer(self.api, "Node")
+        self.pods = informers.for_kind("Pod")
+        self.claims = informers.for_kind("PersistentVolumeClaim")
+        self.volumes = informers.for_kind("PersistentVolume")
+        self.classes = informers.for_kind("StorageClass")
+        self.recorder = events.EventRecorder(kube, COMPONENT, host=socket.gethostname())
+        self.queue = workqueue.WorkQueue("pods")
+        self._waiting: dict[str, Waiting] = {}
+        self._assumed: dict[str, str] = {}  # pod key -> node, until the informer shows it
+        self._unschedulable: dict[str, int] = {}  # pod key -> failed attempts
+        self._wire()
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def _wire(self) -> None:
+        self.pods.add_handlers(informer.Handlers(
+            self._pod_changed, lambda old, new: self._pod_changed(new), self._pod_deleted))
+        self.nodes.add_handlers(informer.Handlers(
+            lambda n: self._retry_unschedulable(), lambda o, n: self._node_updated(o, n)))
+        self.claims.add_handlers(informer.Handlers(
+            self._claim_changed, lambda old, new: self._claim_changed(new)))
+        self.volumes.add_handlers(informer.Handlers(
+            lambda v: self._retry_unschedulable(),
+            lambda old, new: self._retry_unschedulable()))
+        self.classes.add_handlers(informer.Handlers(lambda c: self._retry_unschedulable()))
+
+    def _responsible_for(self, pod: Mapping[str, Any]) -> bool:
+        spec = pod.get("spec") or {}
+        return (spec.get("schedulerName") or COMPONENT) == self.scheduler_name
+
+    def _pod_changed(self, pod: Obj) -> None:
+        key = matching.claim_key(pod)
+        if (pod.get("spec") or {}).get("nodeName"):
+            self._forget(key)
+        elif self._responsible_for(pod) and not matching.is_being_deleted(pod):
+            self.queue.add(key)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        self._forget(matching.claim_key(pod))
+
+    def _forget(self, key: str) -> None:
+        self._assumed.pop(key, None)
+        self._waiting.pop(key, None)
+        self._unschedulable.pop(key, None)
+
+    def _node_updated(self, old: Obj, new: Obj) -> None:
+        # Heartbeats change a node every few seconds; only what filters read matters.
+        if (sf.is_ready(old), old.get("spec"), matching.labels_of(old),
+                (old.get("status") or {}).get("allocatable")) != (
+                sf.is_ready(new), new.get("spec"), matching.labels_of(new),
+                (new.get("status") or {}).get("allocatable")):
+            self._retry_unschedulable()
+
+    def _retry_unschedulable(self) -> None:
+        for key in list(self._unschedulable):
+            self.queue.add(key)
+
+    def _claim_changed(self, claim: Obj) -> None:
+        namespace, name = matching.namespace_of(claim), matching.name_of(claim)
+        for pod in self.pods:
+            if matching.namespace_of(pod) == namespace and \
+                    not (pod.get("spec") or {}).get("nodeName") and \
+                    name in pv_controller.claims_of_pod(pod):
+                self.queue.add(matching.claim_key(pod))
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run(self, workers: int = 2) -> None:
+        """Run the node informer and the event recorder, then the workers, until cancelled.
+        Expects the shared informers to be running (the controller-manager starts them)."""
+        background = [asyncio.create_task(self.nodes.run(), name="node-informer"),
+                      asyncio.create_task(self.recorder.run(), name="scheduler-events")]
+        try:
+            await self.nodes.wait_synced()
+            await controller.run_workers(self.queue, self.sync_pod, workers)
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    async def sync_pod(self, key: str) -> None:
+        pod = self.pods.get(key)
+        if pod is None or (pod.get("spec") or {}).get("nodeName") or \
+                matching.is_being_deleted(pod) or not self._responsible_for(pod) or \
+                key in self._assumed:
+            return
+        waiting = self._waiting.get(key)
+        if waiting is not None:
+            await self._continue_waiting(pod, waiting)
+            return
+        await self._schedule(pod)
+
+    def _claim_states(self, pod: Mapping[str, Any]) -> list[sf.ClaimState]:
+        namespace = matching.namespace_of(pod)
+        states = []
+        for name in pv_controller.claims_of_pod(pod):
+            claim = self.claims.get(f"{namespace}/{name}")
+            sc = self.classes.get(matching.claim_class(claim)) if claim else None
+            states.append(sf.ClaimState(name, claim, sc))
+        return states
+
+    def _pods_by_node(self) -> dict[str, list[Obj]]:
+        by_node: dict[str, list[Obj]] = {}
+        for pod in self.pods:
+            node = (pod.get("spec") or {}).get("nodeName") or \
+                self._assumed.get(matching.claim_key(pod))
+            if node and matching.phase_of(pod) not in TERMINAL_PHASES:
+                by_node.setdefault(node, []).append(pod)
+        return by_node
+
+    async def _schedule(self, pod: Obj) -> None:
+        nodes = list(self.nodes)
+        claims = self._claim_states(pod)
+        problem = sf.volume_prefilter(claims)
+        if problem is not None:
+            await self._unschedulable_now(pod, sf.prefilter_error(len(nodes), problem))
+            return
+        by_node = self._pods_by_node()
+        volumes = {matching.name_of(v): v for v in self.volumes}
+        unbound = [v for v in volumes.values() if matching.claim_ref(v) is None
+                   or any(matching.is_volume_bound_to_claim(v, c.claim)
+                          for c in claims if c.claim)]
+        verdicts = [sf.filter_node(pod, node, by_node.get(sf.node_name(node), []), claims,
+                                   volumes, unbound) for node in nodes]
+        chosen = sf.pick(verdicts, {n: len(p) for n, p in by_node.items()})
+        if chosen is None:
+            message = sf.fit_error(len(nodes), {v.node: v.reasons for v in verdicts})
+            await self._unschedulable_now(pod, message)
+            return
+        await self._place(pod, chosen, claims)
+
+    async def _place(self, pod: Obj, chosen: sf.NodeVerdict,
+                     claims: list[sf.ClaimState]) -> None:
+        key = matching.claim_key(pod)
+        self._unschedulable.pop(key, None)
+        if not chosen.plan.static and not chosen.plan.provision:
+            await self._bind(pod, chosen.node)
+            return
+        by_name = {c.name: c.claim for c in claims}
+        for claim_name, volume_name in chosen.plan.static.items():
+            await self._bind_static(by_name[claim_name] or {}, volume_name)
+        for claim_name in chosen.plan.provision:
+            await self._select_node(by_name[claim_name] or {}, chosen.node)
+        self._waiting[key] = Waiting(chosen.node, chosen.plan, time.monotonic())
+        await self._continue_waiting(pod, self._waiting[key])
+
+    async def _bind_static(self, claim: Obj, volume_name: str) -> None:
+        """bindAPIUpdate: pre-bind the volume to the claim; the PV controller finishes."""
+        volume = self.volumes.get(volume_name)
+        if volume is None or matching.claim_ref(volume) is not None:
+            return
+        meta = volume["metadata"]
+        annotations = {**(meta.get("annotations") or {}),
+                       matching.ANN_BOUND_BY_CONTROLLER: "yes"}
+        ref = {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
+               "namespace": matching.namespace_of(claim), "name": matching.name_of(claim),
+               "uid": matching.uid_of(claim),
+               "resourceVersion": claim["metadata"].get("resourceVersion")}
+        new = {**volume, "metadata": {**meta, "annotations": annotations},
+               "spec": {**volume.get("spec", {}), "claimRef": ref}}
+        self.volumes.assume(await self.kube.replace("PersistentVolume", new))
+
+    async def _select_node(self, claim: Obj, node: str) -> None:
+        if matching.annotations_of(claim).get(matching.ANN_SELECTED_NODE) == node:
+            return
+        patch = {"metadata": {"annotations": {matching.ANN_SELECTED_NODE: node}}}
+        updated = await self.kube.merge_patch("PersistentVolumeClaim", matching.name_of(claim),
+                                              patch, matching.namespace_of(claim))
+        self.claims.assume(updated)
+
+    async def _continue_waiting(self, pod: Obj, waiting: Waiting) -> None:
+        """Bind once every claim is Bound to a volume that fits the node; place again if a
+        provisioner gave the node up; give up after bind_timeout."""
+        key = matching.claim_key(pod)
+        states = {c.name: c for c in self._claim_states(pod)}
+        for name in waiting.plan.provision:
+            claim = states[name].claim if name in states else None
+            if claim is None or (not states[name].bound_volume and matching.annotations_of(
+                    claim).get(matching.ANN_SELECTED_NODE) != waiting.node):
+                del self._waiting[key]  # provisioning failed there: choose again
+                self.queue.add(key)
+                return
+        if all(self._bound_on(state, waiting.node) for state in states.values()):
+            del self._waiting[key]
+            await self._bind(pod, waiting.node)
+            return
+        if time.monotonic() - waiting.since > self.bind_timeout:
+            del self._waiting[key]
+            await self._unschedulable_now(pod, MSG_BIND_TIMEOUT)
+        # Otherwise the claim's update will queue the pod again.
+
+    def _bound_on(self, state: sf.ClaimState, node_name: str) -> bool:
+        claim = state.claim
+        if claim is None or matching.phase_of(claim) != matching.CLAIM_BOUND:
+            return False
+        volume = self.volumes.get(state.bound_volume)
+        node = self.nodes.get(node_name)
+        return volume is not None and node is not None and \
+            matching.check_node_affinity(volume, matching.labels_of(node))
+
+    async def _bind(self, pod: Obj, node: str) -> None:
+        key = matching.claim_key(pod)
+        try:
+            await self.api.bind_pod(matching.namespace_of(pod), matching.name_of(pod), node,
+                                    matching.uid_of(pod))
+        except kube_api.Conflict:
+            return  # already assigned (by us before a restart, or by someone else)
+        self._assumed[key] = node
+        self.recorder.event(pod, "Normal", REASON_SCHEDULED, msg_scheduled(pod, node))
+
+    async def _unschedulable_now(self, pod: Obj, message: str) -> None:
+        """Event + PodScheduled=False; retry with backoff 1 s .. max_backoff."""
+        key = matching.claim_key(pod)
+        attempts = self._unschedulable.get(key, 0)
+        self._unschedulable[key] = attempts + 1
+        self.recorder.event(pod, "Warning", REASON_FAILED_SCHEDULING, message)
+        await self._set_unschedulable_condition(pod, message)
+        raise controller.Requeue(min(self.max_backoff, 2.0 ** attempts), message)
+
+    async def _set_unschedulable_condition(self, pod: Obj, message: str) -> None:
+        status = pod.get("status") or {}
+        conditions = [c for c in status.get("conditions") or ()
+                      if c.get("type") != "PodScheduled"]
+        old = next((c for c in status.get("conditions") or ()
+                    if c.get("type") == "PodScheduled"), None)
+        if old is not None and old.get("message") == message:
+            return
+        conditions.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                           "message": message, "lastProbeTime": None,
+                           "lastTransitionTime": _now()})
+        new = {**pod, "status": {**status, "phase": status.get("phase") or "Pending",
+                                 "conditions": conditions}}
+        try:
+            self.pods.assume(await self.kube.replace("Pod", new, status=True))
+        except kube_api.KubeError as e:
+            log.debug("pod %s: could not set PodScheduled: %s", matching.claim_key(pod), e)
+
+
+def build(kube: kube_api.Kube, informers: shared.Informers, **options: Any) -> Scheduler:
+    """The constructor the controller-manager calls (before starting the informers)."""
+    return Scheduler(kube, informers, **options)
