@@ -70,6 +70,13 @@ def msg_failed(class_name: str, error: Exception) -> str:
     return f'failed to provision volume with StorageClass "{class_name}": {error}'
 
 
+def csi_driver_name(provisioner: str) -> str:
+    """The PV's spec.csi.driver for a provisioner: Kubernetes wants a DNS-1123 subdomain
+    there, so "storagelab.io/local" becomes "local.storagelab.io" (as the kubelet expects)."""
+    domain, sep, kind = provisioner.partition("/")
+    return f"{kind}.{domain}" if sep else provisioner
+
+
 def volume_name_for(claim: Mapping[str, Any]) -> str:
     return f"pvc-{matching.uid_of(claim)}"
 
@@ -223,7 +230,7 @@ def node_affinity(topologies: Sequence[contract.Topology]) -> Obj | None:
 def build_volume(claim: Mapping[str, Any], sc: Mapping[str, Any], intent: Intent,
                  volume: contract.Volume, identity: str) -> Obj:
     """The PV external-provisioner would create for this claim and driver answer."""
-    csi: Obj = {"driver": intent.provisioner, "volumeHandle": volume.volume_id,
+    csi: Obj = {"driver": csi_driver_name(intent.provisioner), "volumeHandle": volume.volume_id,
                 "volumeAttributes": {**dict(volume.context),
                                      ANN_PROVISIONER_IDENTITY: identity}}
     fs_type = intent.parameters.get(FSTYPE_PARAMETER)
@@ -263,7 +270,7 @@ class DriverReclaimer:
 
     async def delete(self, volume: Mapping[str, Any]) -> None:
         csi = (volume.get("spec") or {}).get("csi") or {}
-        if csi.get("driver") != self.name or not csi.get("volumeHandle"):
+        if csi.get("driver") != csi_driver_name(self.name) or not csi.get("volumeHandle"):
             raise reclaim.ReclaimError(f"volume {matching.name_of(volume)} has no "
                                        f"{self.name} volumeHandle")
         try:
@@ -388,6 +395,10 @@ class ProvisionController:
             return
         except errors.DriverError as e:
             await self._failed(claim, class_name, e)
+        current = self.claims.get(matching.claim_key(claim))
+        if current is None or matching.is_being_deleted(current):
+            await self._abandon(claim, current, driver, volume)
+            return
         pv = build_volume(claim, sc, intent, volume, self.identity)
         try:
             self.volumes.assume(await self.kube.create("PersistentVolume", pv))
@@ -449,6 +460,19 @@ class ProvisionController:
             driver = self.drivers.get(intent.provisioner) if intent else None
             if intent is not None and driver is not None:
                 await self._delete_intended(claim, intent, driver)
+        await self._remove_finalizer(claim)
+
+    async def _abandon(self, claim: Obj, current: Obj | None, driver: contract.Driver,
+                       volume: contract.Volume) -> None:
+        """The claim was deleted while the driver worked: undo the volume, make no PV."""
+        try:
+            await asyncio.to_thread(driver.delete_volume, volume.volume_id)
+        except errors.DriverError as e:
+            raise controller.RetryLater(f"deleting {volume.volume_id}: {e}") from e
+        if current is not None:
+            await self._remove_finalizer(current)
+
+    async def _remove_finalizer(self, claim: Obj) -> None:
         meta = claim["metadata"]
         finalizers = [f for f in meta.get("finalizers") or () if f != FINALIZER]
         written = await self.kube.replace("PersistentVolumeClaim",

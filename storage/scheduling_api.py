@@ -25,7 +25,7 @@ NODE = "Node"
 
 def _translate(e: Exception) -> kube_api.KubeError:
     # runtime.kube owns the mapping from lightkube errors to our exception classes.
-    return kube_api._translate(e)  # noqa: SLF001
+    return kube_api._translate(e)
 
 
 class SchedulingKube(kube_api.Kube):
