@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,13 @@ class KubeletConfig:
     sync_period_s: float = 1.0
     nfs_mounter: nfs.Preference = "auto"  # --nfs-mounter: kernel when available, else FUSE
     nfs_mount_defaults: tuple[str, ...] = ()  # --nfs-mount-defaults, as nfsmount.conf's
+    # The HTTPS server for logs and exec (--kubelet-port, --node-ip, TLS files); without the
+    # files the kubelet runs pods but serves neither.
+    port: int = 10250
+    node_ip: str = "127.0.0.1"
+    tls_cert_file: Path | None = None
+    tls_private_key_file: Path | None = None
+    client_ca_file: Path | None = None
 
     def __post_init__(self) -> None:
         problems = names.is_dns1123_subdomain(self.node_name)
@@ -39,3 +47,27 @@ class KubeletConfig:
             raise ConfigError(f"--nfs-mount-defaults: {e}") from e
         if not self.kubeconfig.exists():
             raise ConfigError(f"--kubeconfig {self.kubeconfig}: no such file")
+        self._check_serving()
+
+    def _check_serving(self) -> None:
+        if not 0 <= self.port < 65536:
+            raise ConfigError(f"--kubelet-port {self.port}: not a TCP port (0-65535)")
+        try:
+            ipaddress.ip_address(self.node_ip)
+        except ValueError as e:
+            raise ConfigError(f"--node-ip {self.node_ip!r}: not an IP address") from e
+        files = {"--tls-cert-file": self.tls_cert_file,
+                 "--tls-private-key-file": self.tls_private_key_file,
+                 "--client-ca-file": self.client_ca_file}
+        given = {flag: path for flag, path in files.items() if path is not None}
+        if given and len(given) != len(files):
+            missing = sorted(set(files) - set(given))
+            raise ConfigError(f"{', '.join(missing)}: needed with {', '.join(sorted(given))}")
+        for flag, path in given.items():
+            if not path.is_file():
+                raise ConfigError(f"{flag} {path}: no such file")
+
+    @property
+    def serves(self) -> bool:
+        """Whether the logs/exec server runs (it needs its certificate, key and client CA)."""
+        return self.tls_cert_file is not None

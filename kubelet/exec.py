@@ -17,6 +17,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -162,7 +163,6 @@ class DockerExec:
 
     def exit_code(self) -> int | None:
         """The command's exit code; Docker may need a moment after the stream ends."""
-        import time
         for _ in range(50):
             info = self.api.exec_inspect(self.exec_id)
             if not info.get("Running") and info.get("ExitCode") is not None:

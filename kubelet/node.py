@@ -43,7 +43,10 @@ def capacity() -> dict[str, str]:
             "ephemeral-storage": f"{disk.f_blocks * disk.f_frsize // 1024}Ki"}
 
 
-def node_status(runtime_version: str, at: str) -> Object:
+def node_status(runtime_version: str, at: str, address: str = "127.0.0.1",
+                kubelet_port: int = 0) -> Object:
+    """The Node's status; `address` and `kubelet_port` tell the apiserver where the
+    kubelet's HTTPS server (logs, exec) listens."""
     ready = {"type": "Ready", "status": "True", "reason": "KubeletReady",
              "message": "kubelet is posting ready status", "lastHeartbeatTime": at,
              "lastTransitionTime": at}
@@ -54,8 +57,9 @@ def node_status(runtime_version: str, at: str) -> Object:
     uname = platform.uname()
     return {"capacity": capacity(), "allocatable": capacity(),
             "conditions": [*pressure, ready],
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+            "addresses": [{"type": "InternalIP", "address": address},
                           {"type": "Hostname", "address": uname.node}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
             "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": "",
                          "containerRuntimeVersion": runtime_version,
                          "operatingSystem": "linux", "architecture": "amd64",
@@ -73,8 +77,10 @@ def node_object(name: str) -> Object:
 class NodeAgent:
     """Registers the Node, then keeps its Lease and Ready condition fresh."""
 
-    def __init__(self, api: api_module.Api, name: str, runtime_version: str) -> None:
+    def __init__(self, api: api_module.Api, name: str, runtime_version: str,
+                 address: str = "127.0.0.1", kubelet_port: int = 0) -> None:
         self.api, self.name, self.runtime_version = api, name, runtime_version
+        self.address, self.kubelet_port = address, kubelet_port
         self.node_uid = ""
         self.stopped = threading.Event()
 
@@ -91,7 +97,8 @@ class NodeAgent:
 
     def update_status(self) -> None:
         self.api.patch_status("nodes", "", self.name,
-                              {"status": node_status(self.runtime_version, _stamp())})
+                              {"status": node_status(self.runtime_version, _stamp(),
+                                                     self.address, self.kubelet_port)})
 
     def renew_lease(self) -> None:
         spec = {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_DURATION_S,
