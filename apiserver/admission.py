@@ -56,7 +56,7 @@ class NamespaceLifecycle(_Base):
         if not rt.namespaced:
             return
         namespace = obj["metadata"]["namespace"]
-        ns = registry.get_or_none(resources.NAMESPACES, None, namespace)
+        ns = registry.cached_get(resources.NAMESPACES, None, namespace)
         if ns is None:
             raise api_errors.not_found("namespaces", namespace)
         if ns["metadata"].get("deletionTimestamp") or \
@@ -102,14 +102,14 @@ def is_default_class(sc: Obj) -> bool:
 
 def default_storage_class(registry: Registry) -> Obj | None:
     """The default StorageClass; with several, the newest wins, as in Kubernetes 1.28+."""
-    from apiserver.registry import ListOptions
-
-    classes = registry.list(resources.STORAGE_CLASSES, None, ListOptions())["items"]
-    defaults = [sc for sc in classes if is_default_class(sc)]
+    defaults = [sc for sc in registry.cached_items(resources.STORAGE_CLASSES)
+                if is_default_class(sc)]
     if not defaults:
         return None
-    return max(defaults, key=lambda sc: (sc["metadata"]["creationTimestamp"],
-                                         sc["metadata"]["name"]))
+    # Newest first; on a tie, the smallest name (Kubernetes' GetDefaultClass).
+    newest = max(sc["metadata"]["creationTimestamp"] for sc in defaults)
+    return min((sc for sc in defaults if sc["metadata"]["creationTimestamp"] == newest),
+               key=lambda sc: sc["metadata"]["name"])
 
 
 class StorageObjectInUseProtection(_Base):

@@ -23,7 +23,7 @@ from apimachinery import errors as api_errors
 from apiserver import (admission, authn, authz, config, encryption, fieldcheck, housekeeping,
                        metrics, resources, security, wire)
 from apiserver.registry import Registry
-from apiserver.routes import coordination, core, discovery, rbac, storage
+from apiserver.routes import coordination, core, discovery, podproxy, rbac, storage
 from apiserver.store import backend
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def create_app(cfg: config.ServerConfig, *, secure: bool | None = None) -> Any:
                         admission.default_chain())
     housekeeping.bootstrap(registry)
     policy = security.PolicyCache(registry)
+    registry.cache = policy
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +65,7 @@ def create_app(cfg: config.ServerConfig, *, secure: bool | None = None) -> Any:
     for rt in (resources.SELF_SUBJECT_ACCESS_REVIEWS, resources.SELF_SUBJECT_RULES_REVIEWS,
                resources.SELF_SUBJECT_REVIEWS):
         generic.install(app.router, rt)
+    app.include_router(podproxy.router)  # pods/log, pods/exec: streamed from the kubelet
     _install_errors(app)
     _install_metrics(app)
     measured = MetricsMiddleware(app, app.state.metrics)

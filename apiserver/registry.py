@@ -69,6 +69,31 @@ class Registry:
     store: backend.Store
     transformers: Callable[[str], Any] | None = None
     admission_chain: list[admission.Plugin] = field(default_factory=list)
+    # An in-memory view fed by the watch (security.PolicyCache) that admission reads first.
+    cache: Any = None
+
+    # The last revision this server wrote per resource type: the cache is exact for a
+    # type once it has applied that revision (this process is the only writer).
+    written: dict[str, int] = field(default_factory=dict)
+
+    def _cache_current(self, rt: ResourceType) -> bool:
+        return self.cache is not None and self.cache.ready.is_set() and \
+            self.cache.revision >= self.written.get(rt.plural, 0)
+
+    def cached_get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
+        """From the watch-fed cache when it is current for this type, else from the store."""
+        if self._cache_current(rt):
+            return self.cache.get(rt, namespace, name)  # type: ignore[no-any-return]
+        return self.get_or_none(rt, namespace, name)
+
+    def cached_items(self, rt: ResourceType) -> list[Obj]:
+        if self._cache_current(rt):
+            return self.cache.items(rt)  # type: ignore[no-any-return]
+        return self.list(rt, None, ListOptions())["items"]  # type: ignore[no-any-return]
+
+    def _note(self, rt: ResourceType, event: log.Event) -> log.Event:
+        self.written[rt.plural] = max(self.written.get(rt.plural, 0), event.row.revision)
+        return event
 
     # ---- encoding ----------------------------------------------------------------------
 
@@ -184,7 +209,7 @@ class Registry:
             return obj
         key = rt.key(namespace, obj["metadata"]["name"])
         try:
-            event = self.store.create(key, self._encode(rt, key, obj))
+            event = self._note(rt, self.store.create(key, self._encode(rt, key, obj)))
         except store_errors.KeyExists as e:
             raise api_errors.already_exists(rt.plural, obj["metadata"]["name"], rt.group) from e
         return self.decode(rt, event.row)
@@ -290,9 +315,15 @@ class Registry:
             return new
         if new["metadata"].get("deletionTimestamp") and not strategy.deletion_held(rt, new) \
                 and not new["metadata"].get("deletionGracePeriodSeconds"):
-            return self._delete_row(rt, key, row.revision, new)
+            try:
+                return self._delete_row(rt, key, row.revision, new)
+            except store_errors.RevisionConflict as e:
+                if patching:
+                    raise _RetryPatch() from e
+                raise api_errors.conflict(rt.plural, name, rt.group) from e
         try:
-            event = self.store.update(key, self._encode(rt, key, new), row.revision)
+            event = self._note(rt, self.store.update(key, self._encode(rt, key, new),
+                                                     row.revision))
         except store_errors.RevisionConflict as e:
             if patching:
                 raise _RetryPatch() from e
@@ -376,12 +407,12 @@ class Registry:
             meta["deletionTimestamp"] = now_rfc3339()
             meta["deletionGracePeriodSeconds"] = grace
         strategy.prepare_for_delete(rt, obj)
-        event = self.store.update(key, self._encode(rt, key, obj), revision)
+        event = self._note(rt, self.store.update(key, self._encode(rt, key, obj), revision))
         return self.decode(rt, event.row), False
 
     def _delete_row(self, rt: ResourceType, key: str, revision: int, obj: Obj) -> Obj:
         try:
-            event = self.store.delete(key, revision)
+            event = self._note(rt, self.store.delete(key, revision))
         except store_errors.KeyNotFound as e:
             raise api_errors.not_found(rt.plural, obj["metadata"]["name"], rt.group) from e
         return self.decode(rt, event.row)

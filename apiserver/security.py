@@ -13,6 +13,7 @@ import asyncio
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -31,18 +32,26 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 _WATCHED = (resources.ROLES, resources.CLUSTER_ROLES, resources.ROLE_BINDINGS,
             resources.CLUSTER_ROLE_BINDINGS, resources.PODS,
-            resources.PERSISTENT_VOLUME_CLAIMS, resources.PERSISTENT_VOLUMES)
+            resources.PERSISTENT_VOLUME_CLAIMS, resources.PERSISTENT_VOLUMES,
+            resources.NAMESPACES, resources.STORAGE_CLASSES)
 
 
 class PolicyCache:
-    """RBAC objects and the node graph, kept current from the store's events."""
+    """Objects the server consults on every request, kept current from the store's events.
+
+    RBAC objects and the node graph for authorization; namespaces and storage classes for
+    admission. The node graph is rebuilt lazily and only when a node identity asks, so
+    writes of pods, claims and volumes cost the other callers nothing.
+    """
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._objects: dict[str, dict[str, dict[str, Any]]] = {rt.plural: {} for rt in _WATCHED}
         self._lister: authz.StaticRBACLister | None = None
         self._graph: authz.PodGraph | None = None
-        self._revision = 0
+        self._authorizer: authz.UnionAuthorizer | None = None
+        self._lock = threading.Lock()
+        self.revision = 0
         self.ready = asyncio.Event()
 
     def load(self) -> int:
@@ -54,7 +63,7 @@ class PolicyCache:
                 obj.setdefault("kind", rt.kind)
                 obj.setdefault("apiVersion", rt.api_version)
                 self._objects[rt.plural][_key(obj)] = obj
-        self._revision = revision
+        self.revision = revision
         return revision
 
     async def follow(self) -> None:
@@ -62,7 +71,7 @@ class PolicyCache:
         from starlette.concurrency import run_in_threadpool
         while True:
             revision = await run_in_threadpool(self.load)
-            self._lister = self._graph = None
+            self._lister = self._graph = self._authorizer = None
             self.ready.set()
             try:
                 async for event in self.registry.store.watch("/registry/", revision):
@@ -74,6 +83,7 @@ class PolicyCache:
             await asyncio.sleep(0.1)
 
     def _apply(self, event: Any) -> None:
+        self.revision = event.row.revision
         plural = event.row.key.split("/")[2]
         if plural not in self._objects:
             return
@@ -81,14 +91,25 @@ class PolicyCache:
         obj = self.registry.decode(rt, event.row)
         obj.setdefault("kind", rt.kind)
         obj.setdefault("apiVersion", rt.api_version)
-        if event.type == "DELETED":
-            self._objects[plural].pop(_key(obj), None)
-        else:
-            self._objects[plural][_key(obj)] = obj
+        with self._lock:
+            if event.type == "DELETED":
+                self._objects[plural].pop(_key(obj), None)
+            else:
+                self._objects[plural][_key(obj)] = obj
         if plural in ("pods", "persistentvolumeclaims", "persistentvolumes"):
             self._graph = None
-        else:
-            self._lister = None
+        elif plural not in ("namespaces", "storageclasses"):
+            self._lister = self._authorizer = None
+
+    def get(self, rt: resources.ResourceType, namespace: str | None,
+            name: str) -> dict[str, Any] | None:
+        """The cached object, or None when the cache has not seen it (ask the store)."""
+        with self._lock:
+            return self._objects.get(rt.plural, {}).get(f"{namespace or ''}/{name}")
+
+    def items(self, rt: resources.ResourceType) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._objects.get(rt.plural, {}).values())
 
     @property
     def lister(self) -> authz.StaticRBACLister:
@@ -101,14 +122,30 @@ class PolicyCache:
     @property
     def graph(self) -> authz.PodGraph:
         if self._graph is None:
-            self._graph = authz.PodGraph.from_objects(
-                self._objects["pods"].values(),
-                self._objects["persistentvolumeclaims"].values(),
-                self._objects["persistentvolumes"].values())
+            with self._lock:
+                pods = list(self._objects["pods"].values())
+                pvcs = list(self._objects["persistentvolumeclaims"].values())
+                pvs = list(self._objects["persistentvolumes"].values())
+            self._graph = authz.PodGraph.from_objects(pods, pvcs, pvs)
         return self._graph
 
     def authorizer(self) -> authz.UnionAuthorizer:
-        return authz.default_authorizer(self.lister, self.graph)
+        if self._authorizer is None:
+            self._authorizer = authz.default_authorizer(self.lister, _LazyGraph(self))
+        return self._authorizer
+
+
+class _LazyGraph:
+    """The node graph, built only when the node authorizer consults it."""
+
+    def __init__(self, cache: PolicyCache) -> None:
+        self.cache = cache
+
+    def pod_on_node(self, node: str, namespace: str, name: str) -> bool:
+        return self.cache.graph.pod_on_node(node, namespace, name)
+
+    def node_uses(self, node: str, resource: str, namespace: str, name: str) -> bool:
+        return self.cache.graph.node_uses(node, resource, namespace, name)
 
 
 def _key(obj: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from apiserver import app as app_module
 from apiserver import authn, config, encryption, kubeconfig, pki
@@ -36,6 +37,30 @@ class ClientCertProtocol(HttpToolsProtocol):
         der = ssl_object.getpeercert(binary_form=True)
         if der:
             self.scope["extensions"] = {"tls": {"client_cert": der}}  # type: ignore[typeddict-unknown-key]
+
+
+class ClientCertWebSocketProtocol(WebSocketsSansIOProtocol):
+    """WebSockets (`kubectl exec`) that the security middleware can judge like HTTP.
+
+    The scope gets the client certificate and the upgrade request's method (RBAC's verb
+    comes from it: a WebSocket exec is a GET); the middleware's 401/403 replies, written as
+    `http.response.*`, become the handshake's denial response (`websocket.http.response.*`).
+    """
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        if not hasattr(self, "scope"):
+            return  # the handshake was refused before any app saw it
+        self.scope["method"] = "GET"  # type: ignore[typeddict-unknown-key]
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der:
+            self.scope["extensions"]["tls"] = {"client_cert": der}  # type: ignore[index]
+
+    async def send(self, message: Any) -> None:
+        if not self.handshake_complete and message["type"].startswith("http.response."):
+            message = {**message, "type": f"websocket.{message['type']}"}
+        await super().send(message)
 
 
 def check_files(cfg: config.ServerConfig) -> None:
@@ -104,7 +129,8 @@ def uvicorn_config(cfg: config.ServerConfig, application: Any) -> uvicorn.Config
         kwargs = dict(ssl_certfile=str(cfg.pki_dir / "apiserver.crt"),
                       ssl_keyfile=str(cfg.pki_dir / "apiserver.key"),
                       ssl_ca_certs=str(cfg.pki_dir / "ca.crt"),
-                      ssl_cert_reqs=ssl.CERT_OPTIONAL, http=ClientCertProtocol)
+                      ssl_cert_reqs=ssl.CERT_OPTIONAL, http=ClientCertProtocol,
+                      ws=ClientCertWebSocketProtocol)
     return uvicorn.Config(application, host=cfg.host, port=cfg.port, log_level="warning",
                           timeout_graceful_shutdown=2, backlog=2048, **kwargs)
 

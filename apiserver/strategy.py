@@ -26,9 +26,16 @@ _INITIAL_STATUS: dict[str, Obj] = {
 }
 
 
+def _now() -> str:
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def prepare_for_create(rt: ResourceType, obj: Obj) -> None:
     if rt.kind in _INITIAL_STATUS:
         obj["status"] = copy.deepcopy(_INITIAL_STATUS[rt.kind])
+    if rt.kind == "PersistentVolume":
+        obj["status"]["lastPhaseTransitionTime"] = _now()
     if rt.kind == "Namespace":
         spec = obj.setdefault("spec", {})
         if "kubernetes" not in (spec.get("finalizers") or []):
@@ -58,6 +65,7 @@ def prepare_for_update(rt: ResourceType, new: Obj, old: Obj, subresource: str) -
         if status is not None:
             new["status"] = status
         new["metadata"] = _status_update_meta(new, old)
+        _stamp_phase_transition(rt, new, old)
     elif subresource == "finalize" and rt.kind == "Namespace":
         finalizers = (new.get("spec") or {}).get("finalizers") or []
         new.clear()
@@ -75,6 +83,16 @@ def prepare_for_update(rt: ResourceType, new: Obj, old: Obj, subresource: str) -
             "kubernetes.io/metadata.name"] = new["metadata"]["name"]
     defaults.apply_defaults(rt.kind, new)
     _canonicalize(rt, new)
+
+
+def _stamp_phase_transition(rt: ResourceType, new: Obj, old: Obj) -> None:
+    """A PV's phase change records when it happened (Kubernetes' PV status strategy)."""
+    if rt.kind != "PersistentVolume":
+        return
+    status, old_status = new.get("status") or {}, old.get("status") or {}
+    if status.get("phase") != old_status.get("phase"):
+        status["lastPhaseTransitionTime"] = _now()
+        new["status"] = status
 
 
 def _status_update_meta(new: Obj, old: Obj) -> Obj:

@@ -22,6 +22,7 @@ from docker.models.containers import Container
 from apimachinery import quantity
 from kubelet import api as api_module
 from kubelet import envvars, mount, nfs_volumes, runtime, status, subpath, volumes
+from kubelet import server as server_module
 from kubelet.config import KubeletConfig
 from kubelet.node import NodeAgent
 
@@ -64,7 +65,9 @@ class Kubelet:
     def run(self) -> None:
         self.cfg.root_dir.mkdir(parents=True, exist_ok=True)
         version = self.runtime.docker.version().get("Version", "")
-        agent = NodeAgent(self.api, self.cfg.node_name, f"docker://{version}")
+        port = self.serve()
+        agent = NodeAgent(self.api, self.cfg.node_name, f"docker://{version}",
+                          self.cfg.node_ip, port)
         agent.register()
         agent.start()
         self.pods.start()
@@ -75,6 +78,38 @@ class Kubelet:
             self.wake.clear()
             if self.pods.synced.is_set():
                 self.sync_all()
+
+    # --- the logs/exec server -------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Start the HTTPS server for logs and exec; the port to publish (0: none)."""
+        if not self.cfg.serves:
+            logger.warning("no --tls-cert-file: kubectl logs and exec will not reach this node")
+            return 0
+        assert self.cfg.tls_cert_file and self.cfg.tls_private_key_file
+        assert self.cfg.client_ca_file
+        serving = server_module.ServingConfig(self.cfg.node_ip, self.cfg.port,
+                                              self.cfg.tls_cert_file,
+                                              self.cfg.tls_private_key_file,
+                                              self.cfg.client_ca_file)
+        app = server_module.KubeletApp(self.pod_view, self.runtime.docker.api)
+        http = server_module.KubeletServer(serving, app.asgi())
+        http.start()
+        return http.port
+
+    def pod_view(self, namespace: str, name: str) -> Object | None:
+        """The pod as this kubelet last saw it, with the status it last wrote (fresher
+        than the watched copy), preferring a live pod over one being deleted."""
+        found = [p for p in self.pods.snapshot()
+                 if p["metadata"].get("namespace") == namespace
+                 and p["metadata"].get("name") == name]
+        if not found:
+            return None
+        pod = min(found, key=lambda p: bool(p["metadata"].get("deletionTimestamp")))
+        memory = self.memory.get(pod["metadata"]["uid"])
+        if memory is not None and memory.last_status:
+            pod = {**pod, "status": memory.last_status}
+        return pod
 
     def sync_all(self) -> None:
         pods = self.pods.snapshot()

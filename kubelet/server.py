@@ -223,7 +223,7 @@ def parse_log_options(query: Any, now: float) -> LogOptions:
     since: float | None = now - since_seconds if since_seconds is not None else None
     if since_time:
         try:
-            since = datetime.datetime.fromisoformat(since_time.replace("Z", "+00:00")).timestamp()
+            since = datetime.datetime.fromisoformat(since_time).timestamp()
         except ValueError as e:
             raise LookupFailed(400, f"invalid sinceTime: {since_time!r}") from e
     return LogOptions(flag("follow"), flag("previous"), flag("timestamps"), number("tailLines"),

@@ -77,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     kl.add_argument("--nfs-mount-defaults", default="",
                     help="comma-separated NFS mount options for every NFS mount of this "
                          "node, before the volume's own (as /etc/nfsmount.conf)")
+    kl.add_argument("--kubelet-port", type=int, default=10250,
+                    help="HTTPS port for kubectl logs/exec via the apiserver (default 10250)")
+    kl.add_argument("--node-ip", default="127.0.0.1",
+                    help="the node's address: published as InternalIP, where the kubelet "
+                         "listens (default 127.0.0.1)")
+    kl.add_argument("--tls-cert-file", type=Path, default=None,
+                    help="serving certificate (default: issued from the cluster CA in the "
+                         "data dir)")
+    kl.add_argument("--tls-private-key-file", type=Path, default=None,
+                    help="key of --tls-cert-file")
+    kl.add_argument("--client-ca-file", type=Path, default=None,
+                    help="CA that signs the clients it serves (default: the cluster CA)")
     cm = sub.add_parser("controllers", help="run the storage controllers (controller-manager)")
     cm.add_argument("--kubeconfig", type=Path,
                     default=DEFAULT_DATA_DIR / "controller-manager.kubeconfig")

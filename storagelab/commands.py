@@ -107,8 +107,12 @@ def kubelet(args: argparse.Namespace) -> int:
             except pki.PkiError as e:
                 raise UserError(str(e)) from e
     root = (args.root_dir or data_dir / "kubelet" / args.node).resolve()
+    cert, key, client_ca = _kubelet_serving_files(args, data_dir, path.resolve(), root)
     try:
         cfg = kubelet_config.KubeletConfig(node_name=args.node, root_dir=root,
+                                           port=args.kubelet_port, node_ip=args.node_ip,
+                                           tls_cert_file=cert, tls_private_key_file=key,
+                                           client_ca_file=client_ca,
                                            kubeconfig=path.resolve(),
                                            backoff_initial_s=args.restart_backoff,
                                            nfs_mounter=args.nfs_mounter,
@@ -119,6 +123,45 @@ def kubelet(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from e
     agent.main(cfg)
     return 0
+
+
+def _kubelet_serving_files(args: argparse.Namespace, data_dir: Path, kubeconfig_path: Path,
+                           root: Path) -> tuple[Path | None, Path | None, Path | None]:
+    """The kubelet's serving certificate, key and client CA: as given, or a certificate for
+    the node's IP and name issued now from the cluster CA (the data dir's, else the one
+    beside the kubeconfig), written under the root dir."""
+    given = (args.tls_cert_file, args.tls_private_key_file, args.client_ca_file)
+    if any(given):
+        return given
+    pki_dir = next((d for d in (data_dir / "pki", kubeconfig_path.parent / "pki")
+                    if (d / "ca.key").exists()), None)
+    if pki_dir is None:
+        print(f"storagelab: no cluster CA in {data_dir / 'pki'}: kubectl logs and exec will "
+              f"not reach node {args.node} (pass --data-dir or --tls-cert-file)",
+              file=sys.stderr)
+        return None, None, None
+    try:
+        issued = pki.ensure_pki(pki_dir)
+        cert_pem, key_pem = pki.serving_cert_for(issued, [args.node_ip, args.node],
+                                                 common_name=f"system:node:{args.node}")
+    except (pki.PkiError, ValueError) as e:
+        raise UserError(f"kubelet serving certificate: {e}") from e
+    target = root / "pki"
+    target.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_private(target / "kubelet.key", key_pem)
+    (target / "kubelet.crt").write_bytes(cert_pem)
+    return target / "kubelet.crt", target / "kubelet.key", issued.ca.cert
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a key readable by its owner only, from the first byte on."""
+    import os
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _saved_config(data_dir: Path) -> config.ServerConfig:

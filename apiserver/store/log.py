@@ -86,6 +86,15 @@ class Event:
 Builder = Callable[["Row | None", int], "tuple[dict[str, Any], bytes | None]"]
 
 
+@dataclass(frozen=True)
+class _Head:
+    """What a write needs to know of a key's latest row."""
+
+    revision: int
+    create_revision: int
+    deleted: bool
+
+
 @dataclass(eq=False)
 class _Pending:
     """One write waiting for a group commit."""
@@ -146,7 +155,16 @@ class Log:
         with engine.connect() as conn:
             self._revision = int(conn.execute(sa.select(sa.func.max(kine.c.id))).scalar() or 0)
             self._compacted = self._read_compacted(conn)
+            self._heads = self._read_heads(conn)
         self._revision = max(self._revision, self._compacted)
+
+    @staticmethod
+    def _read_heads(conn: Connection) -> dict[str, _Head]:
+        """Every key's latest revision, so a write needs no lookup by name (one writer)."""
+        latest = sa.select(sa.func.max(kine.c.id).label("id")).group_by(kine.c.name).subquery()
+        rows = conn.execute(sa.select(kine.c.name, kine.c.id, kine.c.create_revision,
+                                      kine.c.deleted).join(latest, kine.c.id == latest.c.id))
+        return {r.name: _Head(r.id, r.create_revision, bool(r.deleted)) for r in rows}
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -275,7 +293,7 @@ class Log:
         try:
             with self.engine.begin() as conn:
                 for pending in batch:
-                    latest = written.get(pending.key) or self._latest(conn, pending.key)
+                    latest = written.get(pending.key) or self._head_row(conn, pending.key)
                     try:
                         values, prev_value = pending.build(latest, rev + 1)
                     except errors.StoreError as e:
@@ -298,6 +316,9 @@ class Log:
                 pending.error = failure
             accepted = []
         self._revision = max(self._revision, rev if accepted else self._revision)
+        for row in written.values():
+            if accepted:
+                self._heads[row.key] = _Head(row.revision, row.create_revision, row.deleted)
         for pending, event in accepted:
             pending.event = event
             if self._publish is not None:
@@ -311,7 +332,22 @@ class Log:
         with self.engine.connect() as conn:
             self._revision = max(self._revision,
                                  int(conn.execute(sa.select(sa.func.max(kine.c.id))).scalar() or 0))
+            self._heads = self._read_heads(conn)
         return errors.RevisionConflict(str(e.params)[:80], 0, -1)
+
+    def _head_row(self, conn: Connection, key: str) -> Row | None:
+        """The key's latest row for a write; its value is read only when the write needs it."""
+        head = self._heads.get(key)
+        if head is None:
+            return None
+        if head.deleted:
+            return Row(key, head.revision, head.create_revision, 0, False, True, b"")
+        value = conn.execute(sa.select(kine.c.value, kine.c.prev_revision, kine.c.created)
+                             .where(kine.c.id == head.revision)).first()
+        if value is None:  # only another process could have done this; trust the database
+            return self._latest(conn, key)
+        return Row(key, head.revision, head.create_revision, value.prev_revision,
+                   bool(value.created), False, bytes(value.value))
 
     @staticmethod
     def _latest(conn: Connection, key: str) -> Row | None:
@@ -335,6 +371,8 @@ class Log:
             conn.execute(sa.delete(kine).where(kine.c.deleted == 1, kine.c.id <= target))
             self._write_compacted(conn, target)
             self._compacted = target
+            self._heads = {k: h for k, h in self._heads.items()
+                           if not (h.deleted and h.revision <= target)}
         return target
 
     @staticmethod
