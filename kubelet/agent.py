@@ -55,7 +55,8 @@ class Kubelet:
         self.pods = api_module.PodWatch(self.api, cfg.node_name, self.wake.set)
         nfs = nfs_volumes.NfsVolumes(cfg.root_dir, cfg.nfs_mounter, cfg.nfs_mount_defaults,
                                      events=self._event)
-        self.volumes = volumes.VolumeManager(cfg.root_dir, self.objects, nfs)
+        self.volumes = volumes.VolumeManager(cfg.root_dir, self.objects, nfs,
+                                             local_driver=volumes.local_driver(cfg))
         self.runtime = runtime.DockerRuntime(str(cfg.root_dir))
         self.memory: dict[str, PodMemory] = {}
         self.stopped = threading.Event()

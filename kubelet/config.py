@@ -24,6 +24,8 @@ class KubeletConfig:
     sync_period_s: float = 1.0
     nfs_mounter: nfs.Preference = "auto"  # --nfs-mounter: kernel when available, else FUSE
     nfs_mount_defaults: tuple[str, ...] = ()  # --nfs-mount-defaults, as nfsmount.conf's
+    # --local-path: the base paths of the storagelab.io/local driver on this node.
+    local_paths: tuple[str, ...] = ()
     # The HTTPS server for logs and exec (--kubelet-port, --node-ip, TLS files); without the
     # files the kubelet runs pods but serves neither.
     port: int = 10250

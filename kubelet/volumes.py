@@ -60,14 +60,29 @@ class ReadyVolume:
 VolumePending = nfs_volumes.MountPending
 
 
+LOCAL_CSI_DRIVER = "local.storagelab.io"
+CSI_PLUGIN = "kubernetes.io~csi"
+
+
+def local_driver(cfg: Any) -> Any:
+    """The storagelab.io/local driver for this node, or None without --local-path."""
+    if not cfg.local_paths:
+        return None
+    from csi_like import registry
+    return registry.create("storagelab.io/local", {"nodePaths": {cfg.node_name: list(
+        cfg.local_paths)}, "nodeName": cfg.node_name})
+
+
 class VolumeManager:
     """Sets up and tears down pod volumes under one kubelet root directory."""
 
     def __init__(self, root: Path, objects: ObjectSource,
-                 nfs: nfs_volumes.NfsVolumes | None = None) -> None:
+                 nfs: nfs_volumes.NfsVolumes | None = None,
+                 local_driver: Any = None) -> None:
         self.root = root
         self.objects = objects
         self.nfs = nfs if nfs is not None else nfs_volumes.NfsVolumes(root)
+        self.local_driver = local_driver  # csi_like local driver, node side
 
     def pod_dir(self, uid: str) -> Path:
         return self.root / "pods" / uid
@@ -139,6 +154,8 @@ class VolumeManager:
         spec = pv["spec"]
         if nfs_volumes.is_nfs_pv(pv):  # --- NFS (kubelet/nfs_volumes.py)
             return self._nfs_claim(pod, name, pv, bool(source.get("readOnly")))
+        if (spec.get("csi") or {}).get("driver") == LOCAL_CSI_DRIVER:
+            return self._local_csi_claim(pod, name, pv, bool(source.get("readOnly")))
         if "hostPath" in spec:
             origin = Path(spec["hostPath"]["path"])
             hostpath.check(origin, spec["hostPath"].get("type") or "")
@@ -153,6 +170,25 @@ class VolumeManager:
         read_only = bool(source.get("readOnly"))
         target = self.volumes_dir(uid, plugin, pv["metadata"]["name"])
         mount.bind_mount(origin, target, read_only=read_only)
+        return ReadyVolume(name, target, read_only=read_only)
+
+    def _local_csi_claim(self, pod: Object, name: str, pv: Object,
+                         read_only: bool) -> ReadyVolume:
+        """A volume of the storagelab.io/local driver, published by the driver's node side
+        at Kubernetes' CSI path `.../kubernetes.io~csi/<pv>/mount`."""
+        from csi_like import errors as driver_errors
+        if self.local_driver is None:
+            raise VolumeSetupError(name, "this kubelet has no --local-path for the "
+                                         "storagelab.io/local driver")
+        csi = pv["spec"]["csi"]
+        target = self.volumes_dir(pod["metadata"]["uid"], CSI_PLUGIN,
+                                  pv["metadata"]["name"]) / "mount"
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            self.local_driver.publish_volume(csi["volumeHandle"], str(target), read_only,
+                                             csi.get("volumeAttributes") or {})
+        except driver_errors.DriverError as e:
+            raise VolumeSetupError(name, f"publishing {pv['metadata']['name']}: {e}") from e
         return ReadyVolume(name, target, read_only=read_only)
 
     def _nfs_claim(self, pod: Object, name: str, pv: Object, read_only: bool) -> ReadyVolume:

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage import protection, pv_controller, reclaim
+from storage import protection, provisioner, pv_controller, reclaim, scheduler
 from storage.runtime import events, leaderelection, shared
 from storage.runtime import kube as kube_api
 
@@ -43,6 +43,10 @@ class ManagerConfig:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     resync: float = 15.0
+    # What the provisioner serves (local driver node paths, the nfs driver); None runs the
+    # binder, protection and scheduler without dynamic provisioning.
+    provisioning: provisioner.ProvisionerConfig | None = None
+    run_scheduler: bool = True
 
     def __post_init__(self) -> None:
         if not Path(self.kubeconfig).is_file():
@@ -65,14 +69,21 @@ class ControllerManager:
     def __init__(self, kube: kube_api.Kube, config: ManagerConfig,
                  reclaimers: reclaim.Reclaimers | None = None) -> None:
         self.kube = kube
-        self.config = config
         self.informers = shared.Informers(kube, resync=config.resync)
+        provisioning: provisioner.ProvisionController | None = None
+        if config.provisioning is not None:
+            provisioning, built = provisioner.build(kube, self.informers, config.provisioning)
+            reclaimers = _merge_reclaimers(reclaimers, built)
+        self.config = config
         self.recorder = events.EventRecorder(kube, pv_controller.COMPONENT,
                                              host=socket.gethostname())
         self.pv = pv_controller.PersistentVolumeController(
             kube, self.informers, self.recorder, reclaimers)
         self.pvc_protection = protection.PVCProtectionController(kube, self.informers)
         self.pv_protection = protection.PVProtectionController(kube, self.informers)
+        self.provisioner = provisioning
+        self.scheduler = scheduler.Scheduler(kube, self.informers) \
+            if config.run_scheduler else None
 
     async def run_controllers(self) -> None:
         tasks = [asyncio.create_task(self.informers.run(), name="informers"),
@@ -83,6 +94,11 @@ class ControllerManager:
             tasks += [asyncio.create_task(self.pv.run()),
                       asyncio.create_task(self.pvc_protection.run()),
                       asyncio.create_task(self.pv_protection.run())]
+            if self.provisioner is not None:
+                workers = self.config.provisioning.workers if self.config.provisioning else 8
+                tasks.append(asyncio.create_task(self.provisioner.run(workers)))
+            if self.scheduler is not None:
+                tasks.append(asyncio.create_task(self.scheduler.run()))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()
@@ -90,6 +106,15 @@ class ControllerManager:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _merge_reclaimers(given: reclaim.Reclaimers | None,
+                      built: reclaim.Reclaimers) -> reclaim.Reclaimers:
+    if given is None:
+        return built
+    for one in built.all():
+        given.register(one)
+    return given
 
 
 async def run(config: ManagerConfig, reclaimers: reclaim.Reclaimers | None = None) -> None:

@@ -70,6 +70,9 @@ class Reclaimers:
     def register(self, reclaimer: Reclaimer) -> None:
         self._by_name[reclaimer.name] = reclaimer
 
+    def all(self) -> list[Reclaimer]:
+        return list(self._by_name.values())
+
     def names(self) -> frozenset[str]:
         return frozenset(self._by_name)
 

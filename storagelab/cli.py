@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     kl.add_argument("--kubeconfig", type=Path, default=None,
                     help="node credentials (default: <data-dir>/kubelet-<node>.kubeconfig, "
                          "issued when missing)")
+    kl.add_argument("--local-path", action="append", default=[], metavar="PATH",
+                    help="base path of the storagelab.io/local driver on this node "
+                         "(repeatable; default: <data-dir>/local-volumes)")
     kl.add_argument("--root-dir", type=Path, default=None,
                     help="pod directories and volumes (default: <data-dir>/kubelet/<node>)")
     kl.add_argument("--restart-backoff", type=float, default=10.0,
@@ -97,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--lease-name", default="storagelab-controller-manager",
                     help="name of the Lease in kube-system")
     cm.add_argument("--resync", type=float, default=15.0, help="resync period in seconds")
+    cm.add_argument("--local-path", action="append", default=[], metavar="NODE=PATH",
+                    help="base path of the local driver on NODE (repeatable; *=PATH for every "
+                         "node; default: *=<data-dir>/local-volumes)")
+    cm.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                    help="for the default local path")
+    cm.add_argument("--no-provisioner", action="store_true",
+                    help="run without dynamic provisioning")
+    cm.add_argument("--no-nfs-provisioner", action="store_true",
+                    help="do not serve the storagelab.io/nfs provisioner")
+    cm.add_argument("--no-scheduler", action="store_true", help="do not schedule pods")
     img = sub.add_parser("images", help="build the lab's images locally (no registry)")
     img.add_argument("action", choices=["build"])
     return parser

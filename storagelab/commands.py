@@ -116,6 +116,9 @@ def kubelet(args: argparse.Namespace) -> int:
                                            kubeconfig=path.resolve(),
                                            backoff_initial_s=args.restart_backoff,
                                            nfs_mounter=args.nfs_mounter,
+                                           local_paths=tuple(
+                                               str(Path(p).resolve()) for p in args.local_path)
+                                           or (str(data_dir / "local-volumes"),),
                                            nfs_mount_defaults=tuple(
                                                o for o in args.nfs_mount_defaults.split(",")
                                                if o))
@@ -187,11 +190,23 @@ def controllers(args: argparse.Namespace) -> int:
     from storage.runtime import leaderelection
     for noisy in ("httpx2", "httpcore2"):  # one line per request drowns the controllers' logs
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from storage import provisioner
     try:
+        provisioning = None
+        if not args.no_provisioner:
+            paths = provisioner.parse_local_paths(args.local_path) if args.local_path \
+                else provisioner.default_local_paths(str(args.data_dir.resolve()))
+            for base in {p for ps in paths.values() for p in ps}:
+                Path(base).mkdir(parents=True, exist_ok=True)
+            provisioning = provisioner.ProvisionerConfig(
+                local_paths=paths, enable_nfs=not args.no_nfs_provisioner)
+            provisioning.drivers()  # validate the configuration now, naming the flag
         cfg = manager.ManagerConfig(kubeconfig=args.kubeconfig.resolve(),
                                     leader_elect=args.leader_elect,
-                                    lease_name=args.lease_name, resync=args.resync)
-    except manager.ConfigError as e:
+                                    lease_name=args.lease_name, resync=args.resync,
+                                    provisioning=provisioning,
+                                    run_scheduler=not args.no_scheduler)
+    except (manager.ConfigError, provisioner.ConfigError) as e:
         raise UserError(str(e)) from e
     try:
         _run_until_signalled(manager.run(cfg))

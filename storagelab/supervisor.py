@@ -94,8 +94,8 @@ def components(cfg: config.ServerConfig, server_args: Sequence[str]) -> list[Chi
     children = [Child("apiserver", _cli("apiserver", *server_args), logs / "apiserver.log")]
     if has_command("controllers"):
         children.append(Child("controllers", _cli(
-            "controllers", "--kubeconfig", str(cfg.data_dir / "controller-manager.kubeconfig")),
-            logs / "controllers.log"))
+            "controllers", "--kubeconfig", str(cfg.data_dir / "controller-manager.kubeconfig"),
+            "--data-dir", str(cfg.data_dir)), logs / "controllers.log"))
     return children
 
 
@@ -110,6 +110,7 @@ def kubelet_child(cfg: config.ServerConfig) -> Child | None:
     node = socket.gethostname().lower()
     kubeconfig = server.write_node_kubeconfig(cfg, node)
     return Child("kubelet", _cli("kubelet", "--node", node, "--kubeconfig", str(kubeconfig),
+                                 "--data-dir", str(cfg.data_dir),
                                  "--root-dir", str(cfg.data_dir / "kubelet")),
                  cfg.data_dir / "logs" / "kubelet.log")
 
@@ -149,6 +150,7 @@ def run(cfg: config.ServerConfig, server_args: Sequence[str]) -> int:
         if kubelet is not None:
             kubelet.start()
             children.append(kubelet)
+        _ensure_default_class(cfg)
         _announce(cfg, children)
         while all(c.alive() for c in children):
             time.sleep(0.5)
@@ -161,6 +163,28 @@ def run(cfg: config.ServerConfig, server_args: Sequence[str]) -> int:
     finally:
         for child in reversed(children):
             child.stop()
+
+
+def _ensure_default_class(cfg: config.ServerConfig) -> None:
+    """`standard` on the local driver, so a claim with no class just works (like kind)."""
+    import asyncio
+
+    from storage import defaults_sc
+    from storage.runtime import kube as kube_api
+
+    import logging
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+
+    async def ensure() -> None:
+        kube = kube_api.Kube.from_kubeconfig(str(cfg.data_dir / "kubeconfig"))
+        try:
+            await defaults_sc.ensure_default_storage_class(kube)
+        finally:
+            await kube.close()
+    try:
+        asyncio.run(ensure())
+    except Exception as e:  # noqa: BLE001 - the cluster runs without it; say so
+        print(f"storagelab: could not create the default StorageClass: {e}")
 
 
 def _announce(cfg: config.ServerConfig, children: list[Child]) -> None:
