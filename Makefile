@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 up: $(STAMP)
+	@scripts/start-docker.sh
 	@$(VENV)/bin/storagelab up
 
 test: $(STAMP)

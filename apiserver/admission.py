@@ -124,4 +124,6 @@ class StorageObjectInUseProtection(_Base):
 
 
 def default_chain() -> list[Plugin]:
-    return [NamespaceLifecycle(), DefaultStorageClass(), StorageObjectInUseProtection()]
+    from apiserver import resize_admission
+    return [NamespaceLifecycle(), DefaultStorageClass(), StorageObjectInUseProtection(),
+            resize_admission.PersistentVolumeClaimResize()]

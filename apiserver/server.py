@@ -126,11 +126,11 @@ def _replace(cfg: config.ServerConfig, **changes: Any) -> config.ServerConfig:
 def uvicorn_config(cfg: config.ServerConfig, application: Any) -> uvicorn.Config:
     kwargs: dict[str, Any] = {}
     if cfg.tls:
-        kwargs = dict(ssl_certfile=str(cfg.pki_dir / "apiserver.crt"),
-                      ssl_keyfile=str(cfg.pki_dir / "apiserver.key"),
-                      ssl_ca_certs=str(cfg.pki_dir / "ca.crt"),
-                      ssl_cert_reqs=ssl.CERT_OPTIONAL, http=ClientCertProtocol,
-                      ws=ClientCertWebSocketProtocol)
+        kwargs = {"ssl_certfile": str(cfg.pki_dir / "apiserver.crt"),
+                  "ssl_keyfile": str(cfg.pki_dir / "apiserver.key"),
+                  "ssl_ca_certs": str(cfg.pki_dir / "ca.crt"),
+                  "ssl_cert_reqs": ssl.CERT_OPTIONAL, "http": ClientCertProtocol,
+                  "ws": ClientCertWebSocketProtocol}
     return uvicorn.Config(application, host=cfg.host, port=cfg.port, log_level="warning",
                           timeout_graceful_shutdown=2, backlog=2048, **kwargs)
 

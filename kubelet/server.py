@@ -333,14 +333,23 @@ async def _relay(stream: Any, limit: int | None) -> AsyncIterator[bytes]:
 # --- serving --------------------------------------------------------------------------------
 
 class KubeletServer:
-    """Binds the port at once (so a taken port fails the start) and serves on a thread."""
+    """Binds the port at once and serves on a thread.
+
+    Several kubelets may share one machine here (unlike real nodes), so when the port is
+    taken the kubelet takes a free one instead and says so: the Node's status publishes
+    whichever port it got, and that is the one the apiserver dials.
+    """
 
     def __init__(self, cfg: ServingConfig, app: Any) -> None:
         self.cfg, self.app = cfg, app
-        self.sock = socket.socket(socket.AF_INET6 if ":" in cfg.address else socket.AF_INET)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((cfg.address, cfg.port))
-        self.sock.listen(128)
+        try:
+            self.sock = _listen(cfg.address, cfg.port)
+        except OSError as e:
+            if cfg.port == 0:
+                raise
+            self.sock = _listen(cfg.address, 0)
+            logger.warning("kubelet port %d unavailable (%s): serving on %d instead",
+                           cfg.port, e.strerror, self.port)
         self.server: uvicorn.Server | None = None
 
     @property
@@ -361,3 +370,15 @@ class KubeletServer:
     def _serve(self) -> None:
         assert self.server is not None
         asyncio.run(self.server.serve(sockets=[self.sock]))
+
+
+def _listen(address: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -47,13 +47,4 @@ if command -v pg_lsclusters >/dev/null; then
 fi
 
 # Docker engine: start it when installed and not running (pods run as containers).
-if command -v dockerd >/dev/null && ! docker info >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    say "starting dockerd (log: /var/log/dockerd.log)"
-    (dockerd >/var/log/dockerd.log 2>&1 &)
-    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-    docker info >/dev/null 2>&1 && say "Docker ready" || say "dockerd did not start: see /var/log/dockerd.log"
-  else
-    say "Docker engine not running and not root: node tests will skip"
-  fi
-fi
+scripts/start-docker.sh

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage import protection, provisioner, pv_controller, reclaim, scheduler
+from storage import protection, provisioner, pv_controller, reclaim, resizer, scheduler
 from storage.runtime import events, leaderelection, shared
 from storage.runtime import kube as kube_api
 
@@ -84,6 +84,10 @@ class ControllerManager:
         self.provisioner = provisioning
         self.scheduler = scheduler.Scheduler(kube, self.informers) \
             if config.run_scheduler else None
+        # --- volume expansion (storage/resizer.py): the provisioner's drivers grow volumes
+        self.resizer = resizer.ResizeController(kube, self.informers, provisioning.drivers) \
+            if provisioning is not None else None
+        # --- end volume expansion
 
     async def run_controllers(self) -> None:
         tasks = [asyncio.create_task(self.informers.run(), name="informers"),
@@ -99,6 +103,8 @@ class ControllerManager:
                 tasks.append(asyncio.create_task(self.provisioner.run(workers)))
             if self.scheduler is not None:
                 tasks.append(asyncio.create_task(self.scheduler.run()))
+            if self.resizer is not None:  # --- volume expansion
+                tasks.append(asyncio.create_task(self.resizer.run(), name="resizer"))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()
