@@ -1,0 +1,21 @@
+# Helpers the demo scripts share (sourced, POSIX sh). Every check that fails ends the demo
+# with a non-zero status and says what did not hold.
+set -eu
+fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "--- $*"; }
+# wait_until SECONDS DESCRIPTION COMMAND...: retry COMMAND until it succeeds.
+wait_until() {
+    limit=$1; what=$2; shift 2
+    deadline=$(( $(date +%s) + limit ))
+    until "$@" >/dev/null 2>&1; do
+        [ "$(date +%s)" -lt "$deadline" ] || fail "$what (not within ${limit}s)"
+        sleep 0.5
+    done
+}
+pod_ready() { kubectl wait --for=condition=Ready "pod/$1" --timeout="${2:-90}s" >/dev/null \
+    || { kubectl describe pod "$1" | tail -15; fail "pod $1 is not Ready"; }; }
+# The lab's NFS server container (compose project storagelab-lab, service nfs).
+nfs_server() {
+    docker ps -q --filter label=com.docker.compose.project="${COMPOSE_PROJECT_NAME:-storagelab-lab}" \
+        --filter label=com.docker.compose.service=nfs | head -n1
+}
