@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from apimachinery import errors as api_errors
@@ -30,6 +30,8 @@ ResourceType = resources.ResourceType
 Handler = Callable[[Request], Awaitable[Response]]
 
 DEFAULT_WATCH_TIMEOUT = 1800
+WATCH_QUEUE = 64  # events between the store's subscription and the response
+STALL_TIMEOUT = 5.0  # seconds a full watcher may block before it is dropped
 BOOKMARK_EVERY = 60.0
 
 
@@ -282,8 +284,9 @@ async def serve_watch(rt: ResourceType, request: Request, namespace: str | None,
     bookmarks = wire.flag(request, "allowWatchBookmarks")
     table = wire.wants_table(request)
     registry = registry_of(request)
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
-    pump = asyncio.create_task(_pump(registry.watch(rt, namespace, opts), queue))
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=WATCH_QUEUE)
+    dropped = asyncio.Event()
+    pump = asyncio.create_task(_pump(registry.watch(rt, namespace, opts), queue, dropped))
     first = await _first_item(queue, pump)
     metrics = request.app.state.metrics
     metrics.watchers.inc()
@@ -301,22 +304,93 @@ async def serve_watch(rt: ResourceType, request: Request, namespace: str | None,
         finally:
             metrics.watchers.dec()
             pump.cancel()
-    return StreamingResponse(stream(), media_type=wire.TABLE_MEDIA if table
-                             else "application/json")
+    return WatchResponse(stream(), wire.TABLE_MEDIA if table else "application/json",
+                         dropped)
+
+
+class WatchResponse(Response):
+    """A chunked watch stream that the server can abandon.
+
+    Unlike a plain streaming response, a send blocked on a client that stopped reading is
+    raced against `dropped`: when the store drops the watcher, the response returns
+    unfinished and the HTTP server closes the connection, so the client re-watches.
+    A client that goes away ends the stream at once.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes], media_type: str,
+                 dropped: asyncio.Event) -> None:
+        super().__init__(media_type=media_type)
+        self.chunks = chunks
+        self.dropped = dropped
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        gone = asyncio.Event()
+
+        async def listen() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+        listener = asyncio.create_task(listen())
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", self.media_type.encode()),
+                                    (b"cache-control", b"no-cache, private")]})
+            while True:
+                chunk = await self._race(self.chunks.__anext__(), gone)
+                if chunk is None:
+                    return  # client gone
+                if chunk is _END:
+                    break
+                if await self._race(send({"type": "http.response.body", "body": chunk,
+                                          "more_body": True}), gone, self.dropped) is None:
+                    return  # dropped or gone: leave the response unfinished
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            listener.cancel()
+            await self.chunks.aclose()  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def _race(work: Any, *stops: asyncio.Event) -> Any:
+        """`work`'s result, _END when it is an exhausted iterator, None if a stop fired."""
+        task = asyncio.ensure_future(work)
+        waiters = [asyncio.ensure_future(e.wait()) for e in stops]
+        done, _ = await asyncio.wait({task, *waiters}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        if task not in done:
+            task.cancel()
+            return None
+        try:
+            return task.result() if task.result() is not None else True
+        except StopAsyncIteration:
+            return _END
 
 
 _END = object()
 
 
-async def _pump(events: AsyncIterator[Any], queue: asyncio.Queue[Any]) -> None:
+async def _pump(events: AsyncIterator[Any], queue: asyncio.Queue[Any],
+                dropped: asyncio.Event) -> None:
+    """Registry events into the response's queue. When the store drops this watcher (it
+    stopped reading) and the response is stuck sending, the response is cancelled: the
+    connection closes and the client re-watches from its last revision."""
     try:
         async for event in events:
-            await queue.put(event)
+            try:
+                await asyncio.wait_for(queue.put(event), STALL_TIMEOUT)
+            except asyncio.TimeoutError:
+                # Like kube-apiserver's cacher: a watcher that cannot take events for this
+                # long is terminated as unresponsive; it re-watches from its last revision.
+                dropped.set()
+                return
     except api_errors.APIError as e:
         await queue.put(e)
     finally:
-        await queue.put(_END)
         await events.aclose()  # type: ignore[attr-defined]
+        try:
+            queue.put_nowait(_END)
+        except asyncio.QueueFull:
+            dropped.set()
 
 
 async def _first_item(queue: asyncio.Queue[Any], pump: asyncio.Task[None]) -> Any:

@@ -545,9 +545,6 @@ def test_stalled_watcher_does_not_hold_back_other_watchers(flood: FloodRun) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="server bug: the per-watcher queue is bounded by count "
-                   "(10,000 events), not bytes, so a stalled watcher pins every event it has "
-                   "not read (~1 GiB for 100 KiB objects) and is never dropped: RSS grew ~270 MiB for 2,000 such events")
 def test_stalled_watcher_is_dropped_and_memory_stays_bounded(flood: FloodRun) -> None:
     growth = flood.peak_rss_mib - flood.baseline_rss_mib
     assert growth < RSS_GROWTH_BOUND_MIB, (
