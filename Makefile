@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+include lab.mk
+
 .PHONY: up test test-unit test-api bench lint venv clean
 
 $(STAMP): pyproject.toml

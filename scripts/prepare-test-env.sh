@@ -11,8 +11,9 @@ say() { echo "storagelab: $*"; }
 # PostgreSQL: the second store. NFS-Ganesha, rpcbind, libnfs, fuse3: the NFS server and the
 # userspace NFS client. docker.io, busybox-static: pods and the offline busybox image.
 # openssh-server: the SFTP path of the nfs driver. e2fsprogs: hard capacity (loop + ext4).
+# docker-compose, mmdebstrap: the lab (tests/e2e), its base image built offline.
 APT_PACKAGES=(postgresql nfs-ganesha nfs-ganesha-vfs rpcbind libnfs13 libnfs-utils fuse3
-              docker.io busybox-static openssh-server e2fsprogs)
+              docker.io busybox-static openssh-server e2fsprogs docker-compose mmdebstrap)
 if [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do
