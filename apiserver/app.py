@@ -20,8 +20,19 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from apimachinery import errors as api_errors
-from apiserver import (admission, authn, authz, config, encryption, fieldcheck, housekeeping,
-                       metrics, resources, security, wire)
+from apiserver import (
+    admission,
+    authn,
+    authz,
+    config,
+    encryption,
+    fieldcheck,
+    housekeeping,
+    metrics,
+    resources,
+    security,
+    wire,
+)
 from apiserver.registry import Registry
 from apiserver.routes import coordination, core, discovery, podproxy, rbac, storage
 from apiserver.store import backend

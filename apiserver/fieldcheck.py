@@ -17,7 +17,7 @@ Schema = dict[str, Any]
 _IGNORED_TOP = {"apiVersion", "kind"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _schemas(group_version_path: str) -> dict[str, Schema]:
     doc = openapi.openapi_v3_group(group_version_path)
     schemas: dict[str, Schema] = doc.get("components", {}).get("schemas", {})

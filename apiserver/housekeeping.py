@@ -106,6 +106,6 @@ async def run(registry: Registry, every: float = 0.5) -> None:
             try:
                 await run_in_threadpool(finalize_namespaces, registry)
                 await run_in_threadpool(collect_orphaned_pods, registry)
-            except Exception:  # noqa: BLE001 - the loop must survive one bad pass
+            except Exception:  # the loop must survive one bad pass
                 logger.exception("housekeeping pass failed; retrying")
         await asyncio.sleep(every)

@@ -78,7 +78,7 @@ class PolicyCache:
                     if event is None:
                         break
                     self._apply(event)
-            except Exception:  # noqa: BLE001 - reload and go on
+            except Exception:  # reload and go on
                 logger.exception("policy cache watch failed; reloading")
             await asyncio.sleep(0.1)
 

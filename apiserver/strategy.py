@@ -9,6 +9,7 @@ node is deleted gracefully; a namespace waits for its contents).
 from __future__ import annotations
 
 import copy
+from datetime import UTC
 from typing import Any
 
 from apimachinery import errors as api_errors
@@ -27,8 +28,8 @@ _INITIAL_STATUS: dict[str, Obj] = {
 
 
 def _now() -> str:
-    from datetime import datetime, timezone
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    from datetime import datetime
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def prepare_for_create(rt: ResourceType, obj: Obj) -> None:

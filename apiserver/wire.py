@@ -8,7 +8,7 @@ Responses are JSON, or a `meta.k8s.io/v1` Table when the client asks for one wit
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -86,7 +86,7 @@ def render(request: Request, kind: str, obj: Obj, status: int = 200) -> Response
     if wants_table(request) and obj.get("kind") != "Status":
         table = printers.to_table(kind, [obj], list_meta={
             "resourceVersion": obj["metadata"].get("resourceVersion", "")},
-            include_object=include_object(request), now=datetime.now(timezone.utc))
+            include_object=include_object(request), now=datetime.now(UTC))
         return json_response(table, status, TABLE_MEDIA)
     return json_response(obj, status)
 
@@ -95,7 +95,7 @@ def render_list(request: Request, kind: str, lst: Obj) -> Response:
     if wants_table(request):
         table = printers.to_table(kind, lst["items"], list_meta=lst["metadata"],
                                   include_object=include_object(request),
-                                  now=datetime.now(timezone.utc))
+                                  now=datetime.now(UTC))
         return json_response(table, 200, TABLE_MEDIA)
     return json_response(lst)
 
@@ -103,7 +103,7 @@ def render_list(request: Request, kind: str, lst: Obj) -> Response:
 def table_event_object(request: Request, kind: str, obj: Obj, first: bool) -> Obj:
     return printers.to_table(kind, [obj], list_meta={
         "resourceVersion": obj["metadata"].get("resourceVersion", "")},
-        include_object=include_object(request), now=datetime.now(timezone.utc),
+        include_object=include_object(request), now=datetime.now(UTC),
         no_headers=not first)
 
 

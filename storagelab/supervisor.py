@@ -168,11 +168,10 @@ def run(cfg: config.ServerConfig, server_args: Sequence[str]) -> int:
 def _ensure_default_class(cfg: config.ServerConfig) -> None:
     """`standard` on the local driver, so a claim with no class just works (like kind)."""
     import asyncio
+    import logging
 
     from storage import defaults_sc
     from storage.runtime import kube as kube_api
-
-    import logging
     logging.getLogger("httpx2").setLevel(logging.WARNING)
 
     async def ensure() -> None:

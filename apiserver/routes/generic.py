@@ -378,7 +378,7 @@ async def _pump(events: AsyncIterator[Any], queue: asyncio.Queue[Any],
         async for event in events:
             try:
                 await asyncio.wait_for(queue.put(event), STALL_TIMEOUT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 # Like kube-apiserver's cacher: a watcher that cannot take events for this
                 # long is terminated as unresponsive; it re-watches from its last revision.
                 dropped.set()
@@ -397,7 +397,7 @@ async def _first_item(queue: asyncio.Queue[Any], pump: asyncio.Task[None]) -> An
     """Wait briefly for the first event, so a too-old revision fails before streaming."""
     try:
         item = await asyncio.wait_for(queue.get(), timeout=0.05)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None
     if item is _END:
         await queue.put(_END)
@@ -421,7 +421,7 @@ async def _lines(rt: ResourceType, request: Request, queue: asyncio.Queue[Any],
             return
         try:
             item = await asyncio.wait_for(queue.get(), timeout=min(remaining, BOOKMARK_EVERY))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if bookmarks and last_rv:
                 yield _encode(_bookmark(rt, last_rv))
             continue

@@ -83,7 +83,7 @@ class Store:
         while not self._stop.wait(every):
             try:
                 self.log.compact(keep_revisions=self._keep[0], keep_seconds=self._keep[1])
-            except Exception:  # noqa: BLE001 - compaction retries next round
+            except Exception:  # compaction retries next round
                 logger.exception("compaction failed; will retry")
 
     def compact(self) -> int:
