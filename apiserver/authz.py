@@ -786,6 +786,8 @@ _STORAGELAB_CONTROLLERS = [
     _rule(["patch", "update"], [""], ["pods/status"]),
     _rule(["create"], [""], ["pods/binding", "bindings"]),
     _rule(READ, [""], ["nodes", "namespaces"]),
+    # node lifecycle (storage/nodelifecycle.py): conditions to Unknown, NoSchedule taints
+    _rule(["patch", "update"], [""], ["nodes", "nodes/status"]),
     _rule(["get"], [""], ["secrets", "configmaps"]),
     _rule(["create", "patch", "update"], ["", "events.k8s.io"], ["events"]),
     _rule(["create", "get", "list", "patch", "update", "watch"], ["coordination.k8s.io"],

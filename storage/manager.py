@@ -16,7 +16,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage import protection, provisioner, pv_controller, reclaim, resizer, scheduler
+from storage import (  # --- node lifecycle: nodelifecycle added
+    nodelifecycle,
+    protection,
+    provisioner,
+    pv_controller,
+    reclaim,
+    resizer,
+    scheduler,
+)
 from storage.runtime import events, leaderelection, shared
 from storage.runtime import kube as kube_api
 
@@ -47,6 +55,10 @@ class ManagerConfig:
     # binder, protection and scheduler without dynamic provisioning.
     provisioning: provisioner.ProvisionerConfig | None = None
     run_scheduler: bool = True
+    # --- node lifecycle (storage/nodelifecycle.py): None turns the controller off
+    node_lifecycle: nodelifecycle.LifecycleConfig | None = field(
+        default_factory=nodelifecycle.LifecycleConfig)
+    # --- end node lifecycle
 
     def __post_init__(self) -> None:
         if not Path(self.kubeconfig).is_file():
@@ -88,6 +100,11 @@ class ControllerManager:
         self.resizer = resizer.ResizeController(kube, self.informers, provisioning.drivers) \
             if provisioning is not None else None
         # --- end volume expansion
+        # --- node lifecycle
+        self.node_lifecycle = nodelifecycle.NodeLifecycleController(
+            kube, self.informers, config.node_lifecycle) \
+            if config.node_lifecycle is not None else None
+        # --- end node lifecycle
 
     async def run_controllers(self) -> None:
         tasks = [asyncio.create_task(self.informers.run(), name="informers"),
@@ -105,6 +122,9 @@ class ControllerManager:
                 tasks.append(asyncio.create_task(self.scheduler.run()))
             if self.resizer is not None:  # --- volume expansion
                 tasks.append(asyncio.create_task(self.resizer.run(), name="resizer"))
+            if self.node_lifecycle is not None:  # --- node lifecycle
+                tasks.append(asyncio.create_task(self.node_lifecycle.run(),
+                                                 name="node-lifecycle"))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()

@@ -69,8 +69,25 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServe
                 api.delete(f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods/"
                            f"{pod['metadata']['name']}", params={"gracePeriodSeconds": 0})
             wait_for("pods gone", lambda: not api.get("/api/v1/pods").json()["items"], 30)
-        kubelet.stop()
-        server.stop()
+        # Pods deleted with grace 0 vanish from the API at once; give the kubelet the time to
+        # stop their containers, then remove any it could not, so no test leaks a container.
+        try:
+            wait_for("no container left", lambda: not _containers(kubelet.root), 30)
+        finally:
+            kubelet.stop()
+            server.stop()
+            _remove_containers(kubelet.root)
+
+
+def _containers(root: Path) -> list[Any]:
+    import docker
+    return list(docker.from_env().containers.list(
+        all=True, filters={"label": f"io.storagelab.kubelet.root={root}"}))
+
+
+def _remove_containers(root: Path) -> None:
+    for leftover in _containers(root):
+        leftover.remove(force=True)
 
 
 def _kubelet_port(api: httpx.Client) -> int:
