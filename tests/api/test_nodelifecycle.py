@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from storage.runtime import kube as kube_api
 from storage.runtime import shared
 from tests.api.test_provisioning import eventually, get
 from tests.conftest import ApiServer
+from tests.loopthread import LoopThread
 
 Obj = dict[str, Any]
 CONFIG = nl.LifecycleConfig(monitor_period=0.3, grace_period=2.0, startup_grace_period=2.0)
@@ -34,24 +34,14 @@ def stamp(micro: bool = False) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
-class Controller:
+class Controller(LoopThread):
     """The controller and the shared informers it needs, in a thread with its own loop."""
 
     def __init__(self, server: ApiServer) -> None:
+        super().__init__()
         self.server = server
-        self.loop = asyncio.new_event_loop()
-        self.task: asyncio.Task[None] | None = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
 
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.task = self.loop.create_task(self._run())
-        try:
-            self.loop.run_until_complete(self.task)
-        except asyncio.CancelledError:
-            pass
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         kube = kube_api.Kube.from_kubeconfig(
             str(self.server.data_dir / "controller-manager.kubeconfig"))
         informers = shared.Informers(kube)
@@ -66,13 +56,8 @@ class Controller:
             await kube.close()
 
     def start(self) -> Controller:
-        self.thread.start()
+        self.start_thread()
         return self
-
-    def stop(self) -> None:
-        if self.task is not None:
-            self.loop.call_soon_threadsafe(self.task.cancel)
-        self.thread.join(15)
 
 
 @pytest.fixture(scope="module")

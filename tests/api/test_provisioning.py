@@ -26,6 +26,7 @@ from storage import defaults_sc, protection, provisioner, pv_controller, reclaim
 from storage.runtime import events, shared
 from storage.runtime import kube as kube_api
 from tests.conftest import ApiServer
+from tests.loopthread import LoopThread
 
 Obj = dict[str, Any]
 LOCAL = provisioner.LOCAL
@@ -57,27 +58,16 @@ class WrappedDriver:
         return volume
 
 
-class Stack:
+class Stack(LoopThread):
     """The controllers of one controller-manager process, in a thread with its own loop."""
 
     def __init__(self, server: ApiServer, drivers: Mapping[str, Any], *, identity: str = "",
                  pv: bool = True, schedule: bool = True, takeover_after: float = 30.0) -> None:
         self.server, self.drivers, self.identity = server, dict(drivers), identity
         self.pv, self.schedule, self.takeover_after = pv, schedule, takeover_after
-        self.loop = asyncio.new_event_loop()
-        self.task: asyncio.Task[None] | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
+        super().__init__()
 
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.task = self.loop.create_task(self._run())
-        try:
-            self.loop.run_until_complete(self.task)
-        except BaseException as e:  # noqa: BLE001 - recorded for the test to inspect
-            self.error = e
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         kube = kube_api.Kube.from_kubeconfig(
             str(self.server.data_dir / "controller-manager.kubeconfig"))
         informers = shared.Informers(kube, resync=5)
@@ -108,13 +98,8 @@ class Stack:
             await kube.close()
 
     def start(self) -> Stack:
-        self.thread.start()
+        self.start_thread()
         return self
-
-    def stop(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.loop.call_soon_threadsafe(self.task.cancel)
-        self.thread.join(15)
 
 
 # ----------------------------------------------------------------------------- helpers

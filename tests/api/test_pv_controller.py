@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from storage import manager, reclaim
 from storage.runtime import kube as kube_api
 from storage.runtime import leaderelection
 from tests.conftest import REPO, ApiServer
+from tests.loopthread import LoopThread
 
 Obj = dict[str, Any]
 PROVISIONER = "storagelab.test/recording"
@@ -48,31 +48,19 @@ class RecordingReclaimer:
         self.recycled.append(volume["metadata"]["name"])
 
 
-class InProcessManager:
+class InProcessManager(LoopThread):
     """manager.run in a thread with its own event loop; stop() cancels it cleanly."""
 
     def __init__(self, config: manager.ManagerConfig, reclaimers: reclaim.Reclaimers) -> None:
+        super().__init__()
         self.config, self.reclaimers = config, reclaimers
-        self.loop = asyncio.new_event_loop()
-        self.task: asyncio.Task[None] | None = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
 
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.task = self.loop.create_task(manager.run(self.config, self.reclaimers))
-        try:
-            self.loop.run_until_complete(self.task)
-        except asyncio.CancelledError:
-            pass
+    async def run(self) -> None:
+        await manager.run(self.config, self.reclaimers)
 
     def start(self) -> InProcessManager:
-        self.thread.start()
+        self.start_thread()
         return self
-
-    def stop(self) -> None:
-        if self.task is not None:
-            self.loop.call_soon_threadsafe(self.task.cancel)
-        self.thread.join(15)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ claim's capacity, allocatedResources, conditions and events.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -35,6 +34,7 @@ from tests.api.test_provisioning import (
     wait_bound,
 )
 from tests.conftest import ApiServer
+from tests.loopthread import LoopThread
 
 Obj = dict[str, Any]
 GI = 1024**3
@@ -59,7 +59,7 @@ class FlakyDriver:
         return self.real.expand_volume(volume_id, capacity_bytes, secrets)
 
 
-class ManagerThread:
+class ManagerThread(LoopThread):
     """storage.manager.ControllerManager in a thread with its own event loop."""
 
     def __init__(self, server: ApiServer, local_base: Path) -> None:
@@ -68,21 +68,11 @@ class ManagerThread:
             resync=5.0, run_scheduler=False,
             provisioning=provisioner.ProvisionerConfig(
                 local_paths={"node-a": (str(local_base),)}, identity="resize-test"))
-        self.loop = asyncio.new_event_loop()
+        super().__init__()
         self.ready = threading.Event()
-        self.task: asyncio.Task[None] | None = None
         self.flaky: FlakyDriver | None = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
 
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.task = self.loop.create_task(self._run())
-        try:
-            self.loop.run_until_complete(self.task)
-        except asyncio.CancelledError:
-            return  # stopped at the end of the module
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         kube = kube_api.Kube.from_kubeconfig(str(self.config.kubeconfig))
         try:
             cm = manager.ControllerManager(kube, self.config)
@@ -96,14 +86,9 @@ class ManagerThread:
             await kube.close()
 
     def start(self) -> ManagerThread:
-        self.thread.start()
+        self.start_thread()
         assert self.ready.wait(15)
         return self
-
-    def stop(self) -> None:
-        if self.task is not None:
-            self.loop.call_soon_threadsafe(self.task.cancel)
-        self.thread.join(15)
 
 
 @pytest.fixture(scope="module")
