@@ -113,6 +113,14 @@ class NodeAgent:
                                                   "name": self.name, "uid": self.node_uid}]},
                 "spec": spec}, LEASE_NAMESPACE)
 
+    def _server_sees_ready(self) -> bool:
+        """Whether the Node on the server says Ready=True; after an outage the node
+        lifecycle controller has set it Unknown, and the kubelet corrects it at once (as
+        the real kubelet does when the status it would post differs)."""
+        node = self.api.get("nodes", "", self.name)
+        conditions = (node.get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
     def start(self) -> None:
         threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
 
@@ -123,7 +131,7 @@ class NodeAgent:
             try:
                 self.renew_lease()
                 since_status += interval
-                if since_status >= STATUS_EVERY_S:
+                if since_status >= STATUS_EVERY_S or not self._server_sees_ready():
                     self.update_status()
                     since_status = 0.0
             except api_module.ApiFailure as e:

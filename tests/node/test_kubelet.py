@@ -123,6 +123,26 @@ def test_node_registers_with_lease(api: httpx.Client) -> None:
     assert lease["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
 
 
+def test_kubelet_restores_ready_after_the_controller_marked_it_unknown(
+        api: httpx.Client) -> None:
+    """What the node lifecycle controller writes after missed heartbeats; a live kubelet
+    must put Ready=True back within a heartbeat, not after its 60 s status period."""
+    wait_for("node", lambda: api.get(f"/api/v1/nodes/{NODE}").status_code == 200 or None)
+    for _ in range(10):
+        node = api.get(f"/api/v1/nodes/{NODE}").json()
+        for condition in node["status"]["conditions"]:
+            if condition["type"] == "Ready":
+                condition.update(status="Unknown", reason="NodeStatusUnknown",
+                                 message="Kubelet stopped posting node status.")
+        if api.put(f"/api/v1/nodes/{NODE}/status", json=node).status_code == 200:
+            break
+
+    def ready_again() -> bool | None:
+        conditions = api.get(f"/api/v1/nodes/{NODE}").json()["status"]["conditions"]
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) or None
+    wait_for("Ready=True again", ready_again, 30)
+
+
 def full_pod(ns: str, name: str, claim: str, host_dir: Path) -> dict:
     mounts = [{"name": "shared", "mountPath": "/shared"},
               {"name": "cfg", "mountPath": "/etc/cfg"},
