@@ -142,7 +142,12 @@ def _type_schema(type_: str, package: str, style: _Style) -> Doc:
     if type_.startswith("[]"):
         return {"type": "array", "items": _type_schema(type_[2:], package, style)}
     if type_.startswith("{}"):
-        return {"type": "object", "additionalProperties": _type_schema(type_[2:], package, style)}
+        values = _type_schema(type_[2:], package, style)
+        if "$ref" in values and style.wrap_described_refs:
+            # As kube-apiserver's v3 documents do; kubectl explain then names the value
+            # type (map[string]Quantity).
+            values = {"allOf": [values], "default": {}}
+        return {"type": "object", "additionalProperties": values}
     if type_ in _PRIMITIVES:
         return dict(_PRIMITIVES[type_])
     return style.ref(schemas.resolve(type_, package))
@@ -170,7 +175,13 @@ def _gvk(group: str, version: str, kind: str) -> list[dict[str, str]]:
 def model_schema(model: schemas.Model, style: _Style) -> Doc:
     """The schema of one definition, in the given document style."""
     if model.raw:
-        return {"description": model.description, **dict(model.raw)}
+        raw: Doc = {"description": model.description, **dict(model.raw)}
+        if style.wrap_described_refs and model.name == schemas.QUANTITY:
+            # kube-apiserver's v3 Quantity is a string or a number with no single type,
+            # which is why kubectl explain names it (map[string]Quantity).
+            raw.pop("type", None)
+            raw["oneOf"] = [{"type": "string"}, {"type": "number"}]
+        return raw
     schema: Doc = {"description": model.description, "type": "object",
                    "properties": {f.name: _field_schema(f, model.package, style)
                                   for f in model.fields}}

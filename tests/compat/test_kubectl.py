@@ -427,8 +427,6 @@ def test_explain_pvc_spec(sqlite_kubectl: Kubectl) -> None:
             }.items() <= fields.items()
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: OpenAPI types resources.requests as "
-                   "map[string]string, Kubernetes as map[string]Quantity")
 def test_explain_shows_quantities_as_quantity(sqlite_kubectl: Kubectl) -> None:
     out = sqlite_kubectl.out("explain", "pvc.spec.resources.requests")
     assert "FIELD: requests <map[string]Quantity>" in out
