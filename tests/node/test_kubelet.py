@@ -57,8 +57,10 @@ def delete_all_pods(api: httpx.Client) -> None:
 
 def kubelet_containers(root: Path) -> list[str]:
     import docker
-    return [c.name for c in docker.from_env().containers.list(
-        all=True, filters={"label": f"io.storagelab.kubelet.root={root}"})]
+    # sparse: the list call alone (no inspect that races with the kubelet removing them)
+    return [(c.attrs.get("Names") or ["/"])[0].lstrip("/") for c in docker.from_env()
+            .containers.list(all=True, sparse=True,
+                             filters={"label": f"io.storagelab.kubelet.root={root}"})]
 
 
 @pytest.fixture()

@@ -81,13 +81,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServe
 
 def _containers(root: Path) -> list[Any]:
     import docker
+    # sparse: no inspect per container, which races with the kubelet removing them.
     return list(docker.from_env().containers.list(
-        all=True, filters={"label": f"io.storagelab.kubelet.root={root}"}))
+        all=True, sparse=True, filters={"label": f"io.storagelab.kubelet.root={root}"}))
 
 
 def _remove_containers(root: Path) -> None:
+    import docker
     for leftover in _containers(root):
-        leftover.remove(force=True)
+        try:
+            leftover.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # the kubelet got there first
 
 
 def _kubelet_port(api: httpx.Client) -> int:

@@ -180,7 +180,7 @@ def fuse_processes_under(root: Path) -> list[int]:
 def kubelet_containers(root: Path) -> list[object]:
     import docker
     return list(docker.from_env().containers.list(
-        all=True, filters={"label": f"io.storagelab.kubelet.root={root}"}))
+        all=True, sparse=True, filters={"label": f"io.storagelab.kubelet.root={root}"}))
 
 
 def build_sqlite_image() -> None:
