@@ -65,7 +65,6 @@ def prepare_for_update(rt: ResourceType, new: Obj, old: Obj, subresource: str) -
         new.update(copy.deepcopy({k: v for k, v in old.items() if k != "status"}))
         if status is not None:
             new["status"] = status
-        new["metadata"] = _status_update_meta(new, old)
         _stamp_phase_transition(rt, new, old)
     elif subresource == "finalize" and rt.kind == "Namespace":
         finalizers = (new.get("spec") or {}).get("finalizers") or []
@@ -94,11 +93,6 @@ def _stamp_phase_transition(rt: ResourceType, new: Obj, old: Obj) -> None:
     if status.get("phase") != old_status.get("phase"):
         status["lastPhaseTransitionTime"] = _now()
         new["status"] = status
-
-
-def _status_update_meta(new: Obj, old: Obj) -> Obj:
-    meta: Obj = copy.deepcopy(old["metadata"])
-    return meta
 
 
 def prepare_for_delete(rt: ResourceType, obj: Obj) -> None:

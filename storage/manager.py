@@ -25,7 +25,7 @@ from storage import (  # --- node lifecycle: nodelifecycle added
     resizer,
     scheduler,
 )
-from storage.runtime import events, leaderelection, shared
+from storage.runtime import controller, events, leaderelection, shared
 from storage.runtime import kube as kube_api
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,7 @@ class ControllerManager:
             for task in done:
                 task.result()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await controller.cancel_and_wait(tasks)
 
 
 def _merge_reclaimers(given: reclaim.Reclaimers | None,

@@ -26,7 +26,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources import core_v1
 from lightkube.types import PatchType
 
-from storage.runtime import events, informer, shared
+from storage.runtime import controller, events, informer, shared
 from storage.runtime import kube as kube_api
 from storage.scheduling_api import SchedulingKube
 
@@ -252,9 +252,7 @@ class NodeLifecycleController:
                 await self.monitor_once()
                 await asyncio.sleep(self.config.monitor_period)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await controller.cancel_and_wait(tasks)
 
     async def monitor_once(self) -> None:
         """One monitorNodeHealth pass over every node; a failed node is retried next pass."""

@@ -339,9 +339,7 @@ class ProvisionController:
         try:
             await controller.run_workers(self.queue, self.sync_claim, workers)
         finally:
-            for task in recorders:
-                task.cancel()
-            await asyncio.gather(*recorders, return_exceptions=True)
+            await controller.cancel_and_wait(recorders)
 
     def _event(self, claim: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         recorder = self.recorders.get(provisioner_of(claim))

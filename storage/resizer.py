@@ -382,9 +382,7 @@ class ResizeController:
         try:
             await controller.run_workers(self.queue, self.sync_claim, workers)
         finally:
-            for task in recorders:
-                task.cancel()
-            await asyncio.gather(*recorders, return_exceptions=True)
+            await controller.cancel_and_wait(recorders)
 
     async def flush_events(self) -> None:
         await asyncio.gather(*(r.flush() for r in self.recorders.values()))

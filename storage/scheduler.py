@@ -144,9 +144,7 @@ class Scheduler:
             await self.nodes.wait_synced()
             await controller.run_workers(self.queue, self.sync_pod, workers)
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await controller.cancel_and_wait(background)
 
     # -- scheduling -----------------------------------------------------------------------
 

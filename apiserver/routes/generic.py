@@ -134,12 +134,15 @@ async def _check_fields(request: Request, rt: ResourceType, obj: Obj,
         return
     unknown = checker(rt, obj)
     if unknown:
-        message = "strict decoding error: " + ", ".join(
-            f'unknown field "{path}"' for path in unknown)
-        if decoding:
-            message = (f'{rt.kind} in version "{rt.version}" cannot be handled as a '
-                       f'{rt.kind}: {message}')
-        raise api_errors.bad_request(message)
+        raise _strict_error(rt, unknown, decoding)
+
+
+def _strict_error(rt: ResourceType, unknown: list[str], decoding: bool) -> api_errors.APIError:
+    message = "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown)
+    if decoding:
+        message = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: ' \
+            + message
+    return api_errors.bad_request(message)
 
 
 def _check_patch_fields(request: Request, rt: ResourceType, content_type: str,
@@ -161,8 +164,7 @@ def _check_patch_fields(request: Request, rt: ResourceType, content_type: str,
         return
     unknown = checker(rt, _without_directives(patch))
     if unknown:
-        raise api_errors.bad_request("strict decoding error: " + ", ".join(
-            f'unknown field "{path}"' for path in unknown))
+        raise _strict_error(rt, unknown, decoding=False)
 
 
 def _without_directives(value: Any) -> Any:

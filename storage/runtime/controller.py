@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from storage.runtime import kube as kube_api
 from storage.runtime import workqueue
@@ -70,3 +71,11 @@ async def run_workers(queue: workqueue.WorkQueue, reconcile: Reconcile, count: i
         await asyncio.gather(*(run_worker(queue, reconcile) for _ in range(count)))
     finally:
         queue.shutdown()
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel background tasks and wait until each has finished, whatever it raised."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)

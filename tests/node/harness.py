@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import REPO, ApiServer, require_real
+from tests.conftest import REPO, ApiServer, require_real, terminate
 
 Object = dict[str, Any]
 
@@ -50,13 +50,7 @@ class KubeletProcess:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
     def tail(self) -> str:
         return self.log.read_text()[-3000:] if self.log.exists() else ""
