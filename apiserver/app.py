@@ -34,7 +34,7 @@ from apiserver import (
     wire,
 )
 from apiserver.registry import Registry
-from apiserver.routes import coordination, core, discovery, podproxy, rbac, storage
+from apiserver.routes import coordination, core, discovery, fastpath, podproxy, rbac, storage
 from apiserver.store import backend
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def create_app(cfg: config.ServerConfig, *, secure: bool | None = None) -> Any:
     app.include_router(podproxy.router)  # pods/log, pods/exec: streamed from the kubelet
     _install_errors(app)
     _install_metrics(app)
-    measured = MetricsMiddleware(app, app.state.metrics)
+    measured = MetricsMiddleware(fastpath.FastRoutes(app, generic.ROUTES), app.state.metrics)
     measured.state = app.state  # type: ignore[attr-defined]
     use_security = cfg.tls if secure is None else secure
     if not use_security:

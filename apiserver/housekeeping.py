@@ -47,7 +47,7 @@ def _ensure(registry: Registry, rt: resources.ResourceType, obj: dict[str, Any])
 
 def finalize_namespaces(registry: Registry) -> None:
     """One pass of the namespace controller over every terminating namespace."""
-    for ns in registry.list(resources.NAMESPACES, None, ListOptions())["items"]:
+    for ns in registry.cached_items(resources.NAMESPACES):
         if ns["metadata"].get("deletionTimestamp"):
             _empty_namespace(registry, ns)
 
@@ -79,9 +79,8 @@ def _empty_namespace(registry: Registry, ns: dict[str, Any]) -> None:
 
 def collect_orphaned_pods(registry: Registry) -> None:
     """Pods being deleted on a node that does not exist: nothing else will finish them."""
-    nodes = {n["metadata"]["name"]
-             for n in registry.list(resources.NODES, None, ListOptions())["items"]}
-    for pod in registry.list(resources.PODS, None, ListOptions())["items"]:
+    nodes = {n["metadata"]["name"] for n in registry.cached_items(resources.NODES)}
+    for pod in registry.cached_items(resources.PODS):
         meta = pod["metadata"]
         if meta.get("deletionTimestamp") and pod["spec"].get("nodeName") not in nodes:
             _delete_quietly(registry, resources.PODS, meta["namespace"], meta["name"],
@@ -98,7 +97,8 @@ def _delete_quietly(registry: Registry, rt: resources.ResourceType, namespace: s
 
 
 async def run(registry: Registry, every: float = 0.5) -> None:
-    """The housekeeping loop, woken by the store's revision moving on."""
+    """The housekeeping loop, woken by the store's revision moving on; it reads the
+    watch-fed cache (when current), so a busy store costs it no queries."""
     last = -1
     while True:
         if registry.store.revision != last:

@@ -78,7 +78,7 @@ class Registry:
 
     def _cache_current(self, rt: ResourceType) -> bool:
         return self.cache is not None and self.cache.ready.is_set() and \
-            self.cache.revision >= self.written.get(rt.plural, 0)
+            self.cache.covers(rt) and self.cache.revision >= self.written.get(rt.plural, 0)
 
     def cached_get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
         """From the watch-fed cache when it is current for this type, else from the store."""

@@ -33,14 +33,14 @@ OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 _WATCHED = (resources.ROLES, resources.CLUSTER_ROLES, resources.ROLE_BINDINGS,
             resources.CLUSTER_ROLE_BINDINGS, resources.PODS,
             resources.PERSISTENT_VOLUME_CLAIMS, resources.PERSISTENT_VOLUMES,
-            resources.NAMESPACES, resources.STORAGE_CLASSES)
+            resources.NAMESPACES, resources.STORAGE_CLASSES, resources.NODES)
 
 
 class PolicyCache:
     """Objects the server consults on every request, kept current from the store's events.
 
     RBAC objects and the node graph for authorization; namespaces and storage classes for
-    admission. The node graph is rebuilt lazily and only when a node identity asks, so
+    admission; namespaces, pods and nodes for housekeeping. The node graph is rebuilt lazily and only when a node identity asks, so
     writes of pods, claims and volumes cost the other callers nothing.
     """
 
@@ -98,8 +98,11 @@ class PolicyCache:
                 self._objects[plural][_key(obj)] = obj
         if plural in ("pods", "persistentvolumeclaims", "persistentvolumes"):
             self._graph = None
-        elif plural not in ("namespaces", "storageclasses"):
+        elif plural not in ("namespaces", "storageclasses", "nodes"):
             self._lister = self._authorizer = None
+
+    def covers(self, rt: resources.ResourceType) -> bool:
+        return rt.plural in self._objects
 
     def get(self, rt: resources.ResourceType, namespace: str | None,
             name: str) -> dict[str, Any] | None:

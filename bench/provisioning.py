@@ -63,7 +63,7 @@ class Controllers:
         tasks = [asyncio.create_task(informers.run()), asyncio.create_task(recorder.run())]
         try:
             await informers.wait_synced()
-            tasks += [asyncio.create_task(c) for c in (pv.run(), prov.run(),
+            tasks += [asyncio.create_task(c) for c in (pv.run(), prov.run(16),
                                                        pvc_protection.run())]
             await asyncio.gather(*tasks)
         finally:

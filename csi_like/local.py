@@ -4,7 +4,9 @@ Like rancher's local-path-provisioner, each node has one or more base directorie
 once into `LocalConfig`); a volume is the directory a class's `pathPattern` names under one
 of them, pinned to its node by topology. What the directory is for is recorded beside it in
 `<base>/.storagelab/<volume>.json`, written before the directory is made, so a retry after a
-crash finishes the same volume, and delete touches only what this driver recorded. Capacity
+crash finishes the same volume, and delete touches only what this driver recorded; the index
+`<base>/.storagelab/paths/` names each path's volume, so a new volume never takes the path of
+a retained one, at the cost of one lookup. Capacity
 is `enforce: none` (recorded only), `soft` (measured, reported when exceeded) or `hard` (a
 loop-mounted ext4 file of that size, see `local_capacity`). The controller calls must run
 where the node's base paths are (on the node, or one machine in the embedded setup).
@@ -27,6 +29,7 @@ from csi_like import contract, errors, local_capacity, local_params, naming
 PROVISIONER = "storagelab.io/local"
 VERSION = "0.1.0"
 RECORD_DIR = ".storagelab"
+PATHS_DIR = "paths"
 # The public names of the configuration, kept here for callers of the driver.
 LocalConfig = local_params.LocalConfig
 parse_class = local_params.parse_class
@@ -108,21 +111,72 @@ def read_record(base: str, name: str) -> Record | None:
 
 def write_record(record: Record) -> None:
     """Write atomically (temp file + rename), so a crash leaves the old or the new record."""
-    path = _record_path(record.base, record.name)
+    _write_durably(_record_path(record.base, record.name), json.dumps(asdict(record)))
+
+
+def _write_durably(path: str, text: str) -> None:
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     temporary = f"{path}.tmp"
     with open(temporary, "w", encoding="utf-8") as f:
-        json.dump(asdict(record), f)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, path)
 
 
 def _remove_record(record: Record) -> None:
+    _release_path(record)
     try:
         os.remove(_record_path(record.base, record.name))
     except FileNotFoundError:
         pass
+
+
+# ---------------------------------------------------------------- path index
+
+def _path_claim(base: str, path: str) -> str:
+    return os.path.join(base, RECORD_DIR, PATHS_DIR, naming.path_claim_name(path))
+
+
+def _path_owner(base: str, path: str) -> str:
+    try:
+        with open(_path_claim(base, path), encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def _claim_path(record: Record) -> None:
+    """Note that record.path is record.name's (before its record: a claim without a record
+    is a crash's leftover, and the next create of that path takes it over)."""
+    if _path_owner(record.base, record.path) != record.name:
+        _write_durably(_path_claim(record.base, record.path), record.name)
+
+
+def _release_path(record: Record) -> None:
+    if _path_owner(record.base, record.path) == record.name:
+        os.remove(_path_claim(record.base, record.path))
+
+
+def _index_paths(base: str) -> None:
+    """Bases written before the path index existed get it built once from their records;
+    built aside and renamed into place, so a reader sees no index or a whole one."""
+    records = os.path.join(base, RECORD_DIR)
+    index = os.path.join(records, PATHS_DIR)
+    if os.path.isdir(index) or not os.path.isdir(records):
+        return
+    aside = f"{index}.{os.getpid()}.{time.monotonic_ns()}"
+    os.makedirs(aside, mode=0o700)
+    for entry in os.listdir(records):
+        record = read_record(base, entry[:-5]) if entry.endswith(".json") else None
+        if record is not None:
+            with open(os.path.join(aside, naming.path_claim_name(record.path)), "w",
+                      encoding="utf-8") as f:
+                f.write(record.name)
+    try:
+        os.rename(aside, index)
+    except OSError:
+        shutil.rmtree(aside, ignore_errors=True)  # another process indexed it first
 
 
 def volume_id(record: Record) -> str:
@@ -163,9 +217,11 @@ class LocalDriver:
         if existing is not None:
             _check_compatible(existing, record)
             record = existing
+            _claim_path(record)
         else:
             _check_unclaimed(record)
             _check_space(record)
+            _claim_path(record)
             write_record(record)  # the intent first: a retry after a crash finishes it
         try:
             self._converge(record)
@@ -374,15 +430,12 @@ def _check_unclaimed(record: Record) -> None:
 
 def _claimed_by_other(record: Record) -> str:
     """The name of another recorded volume using the same path (a retained one), or ""."""
-    folder = os.path.join(record.base, RECORD_DIR)
-    if not os.path.isdir(folder):
+    _index_paths(record.base)
+    owner = _path_owner(record.base, record.path)
+    if not owner or owner == record.name:
         return ""
-    for entry in os.listdir(folder):
-        if entry.endswith(".json") and entry != f"{record.name}.json":
-            other = read_record(record.base, entry[:-5])
-            if other is not None and other.path == record.path:
-                return other.name
-    return ""
+    other = read_record(record.base, owner)
+    return owner if other is not None and other.path == record.path else ""
 
 
 def _check_space(record: Record) -> None:

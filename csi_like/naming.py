@@ -14,6 +14,7 @@ can write, so drivers re-validate every field they decode.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -159,3 +160,9 @@ def parse_on_delete(value: str, parameter: str = "onDelete") -> str:
     if value not in ("delete", "retain", "archive"):
         raise errors.InvalidArgument(parameter, value, "must be delete, retain or archive")
     return value
+
+
+def path_claim_name(path: str) -> str:
+    """The file name under which a driver notes which volume owns a relative path: a fixed
+    length whatever the path, so checking a path costs one lookup, not a scan of records."""
+    return hashlib.sha256(path.encode("utf-8")).hexdigest()

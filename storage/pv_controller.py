@@ -213,7 +213,7 @@ class PersistentVolumeController:
 
     # -- running --------------------------------------------------------------------------
 
-    async def run(self, claim_workers: int = 4, volume_workers: int = 2) -> None:
+    async def run(self, claim_workers: int = 16, volume_workers: int = 8) -> None:
         """Work the queues until cancelled. Several claim workers overlap their API round
         trips; `_write` reserves a chosen volume so that they never pick the same one."""
         await asyncio.gather(

@@ -24,6 +24,7 @@ from apimachinery import labels as label_selectors
 from apimachinery import patch as patches
 from apiserver import resources, wire
 from apiserver.registry import DeleteOptions, ListOptions, Registry
+from apiserver.routes import fastpath
 
 Obj = dict[str, Any]
 ResourceType = resources.ResourceType
@@ -40,8 +41,28 @@ def registry_of(request: Request) -> Registry:
     return registry
 
 
+# Every path `install` adds, for the direct dispatcher in front of FastAPI's router.
+ROUTES = fastpath.RouteTable()
+
+
 def install(router: APIRouter, rt: ResourceType) -> None:
-    """Add every path of `rt` to `router`."""
+    """Add every path of `rt` to `router` (and to `ROUTES`)."""
+    _install(_Both(router), rt)
+
+
+class _Both:
+    """Adds a route to FastAPI's router and to the direct table alike."""
+
+    def __init__(self, router: APIRouter) -> None:
+        self.router = router
+
+    def add_api_route(self, path: str, handler: Handler, methods: list[str]) -> None:
+        self.router.add_api_route(path, handler, methods=methods)
+        for method in methods:
+            ROUTES.add(method, path, handler)
+
+
+def _install(router: _Both, rt: ResourceType) -> None:
     base = rt.path_prefix
     collection = f"{base}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced \
         else f"{base}/{rt.plural}"

@@ -18,6 +18,8 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources import coordination_v1, core_v1, storage_v1
 from lightkube.types import PatchType
 
+from storage.runtime import transport
+
 Obj = dict[str, Any]
 ALL_NAMESPACES = "*"
 
@@ -116,7 +118,8 @@ class Kube:
     @classmethod
     def from_kubeconfig(cls, path: str, *, timeout: float = 30.0) -> Kube:
         config = KubeConfig.from_file(path)
-        return cls(AsyncClient(config, timeout=httpx2.Timeout(timeout)))
+        lean = transport.for_config(config.get())
+        return cls(AsyncClient(config, timeout=httpx2.Timeout(timeout), transport=lean))
 
     async def close(self) -> None:
         await self.client.close()

@@ -256,7 +256,10 @@ def test_infeasible_size_then_a_smaller_request(api: httpx.Client, ns: str) -> N
     assert claim["status"]["allocatedResources"] == {"storage": "100Pi"}
     assert claim["status"]["capacity"] == {"storage": "1Gi"}
     assert "ControllerResizeError" in [c["type"] for c in claim["status"]["conditions"]]
-    assert "code = OutOfRange" in event_reasons(api, ns, "big")["VolumeResizeFailed"]["message"]
+    # Events are recorded in the background, after the status write the loop above saw.
+    failed = eventually(lambda: event_reasons(api, ns, "big").get("VolumeResizeFailed"), 10,
+                        "VolumeResizeFailed event")
+    assert "code = OutOfRange" in failed["message"]
     # RecoverVolumeExpansionFailure: the user may go back down, above status.capacity.
     assert patch_request(api, ns, "big", "2Gi").status_code == 200
     recovered = wait_capacity(api, ns, "big", "2Gi")

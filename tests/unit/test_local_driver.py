@@ -178,6 +178,44 @@ def test_retained_directory_blocks_a_new_volume_on_it(tmp_path: Path) -> None:
         driver.create_volume(request("pvc-u2", pathPattern="{pvc_name}"))
 
 
+def test_retained_volume_keeps_its_path_after_its_directory_is_removed(tmp_path: Path) -> None:
+    # The record, not the directory, owns the path: a second volume there would be deleted
+    # with the first if someone later switched the retained PV to Delete.
+    driver = make_driver(tmp_path)
+    volume = driver.create_volume(request(pathPattern="{pvc_name}", onDelete="retain"))
+    driver.delete_volume(volume.volume_id)
+    os.rmdir(tmp_path / "base" / "data")
+    with pytest.raises(errors.VolumeConflict, match="volume pvc-u1's directory"):
+        driver.create_volume(request("pvc-u2", pathPattern="{pvc_name}"))
+
+
+def test_a_base_from_before_the_path_index_is_indexed_on_first_use(tmp_path: Path) -> None:
+    driver = make_driver(tmp_path)
+    volume = driver.create_volume(request(pathPattern="{pvc_name}", onDelete="retain"))
+    driver.delete_volume(volume.volume_id)
+    os.rmdir(tmp_path / "base" / "data")
+    index = tmp_path / "base" / local.RECORD_DIR / local.PATHS_DIR
+    for entry in index.iterdir():
+        entry.unlink()
+    index.rmdir()
+    with pytest.raises(errors.VolumeConflict, match="volume pvc-u1's directory"):
+        driver.create_volume(request("pvc-u2", pathPattern="{pvc_name}"))
+    assert len(list(index.iterdir())) == 1
+
+
+def test_a_path_claim_left_by_a_crash_is_taken_over(tmp_path: Path) -> None:
+    # Claimed, then the process died before writing the record: nothing owns the path.
+    driver = make_driver(tmp_path)
+    volume = driver.create_volume(request(pathPattern="{pvc_name}"))
+    record = tmp_path / "base" / local.RECORD_DIR / "pvc-u1.json"
+    record.unlink()
+    os.rmdir(tmp_path / "base" / "data")
+    again = driver.create_volume(request("pvc-u2", pathPattern="{pvc_name}"))
+    assert again.context["path"] == volume.context["path"]
+    driver.delete_volume(again.volume_id)
+    assert tree(tmp_path / "base" / local.RECORD_DIR / local.PATHS_DIR) == []
+
+
 def test_delete_refuses_what_it_did_not_create_and_forged_ids(tmp_path: Path) -> None:
     driver = make_driver(tmp_path)
     (tmp_path / "base" / "precious").mkdir(parents=True)
