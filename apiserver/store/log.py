@@ -14,6 +14,7 @@ below N. SQLite runs in WAL mode with synchronous=FULL: an acknowledged write su
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +55,8 @@ meta_table = sa.Table(
 )
 
 COMPACT_KEY = "compact_revision"
+# Latest values kept in memory for reads and writes (they are immutable per revision).
+VALUE_CACHE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,39 @@ class Event:
 
 
 Builder = Callable[["Row | None", int], "tuple[dict[str, Any], bytes | None]"]
+
+
+class _ValueCache:
+    """The latest rows of recently used keys, up to a byte budget (least recently used go
+    first). A write reads the row it replaces and a GET reads the row it returns; with the
+    store's one writer both are the row this process last wrote or read. An entry is used
+    only when its revision is the key's head, so it can be stale but never wrong."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.size = budget, 0
+        self._rows: collections.OrderedDict[str, Row] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, revision: int) -> Row | None:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is None or row.revision != revision:
+                return None
+            self._rows.move_to_end(key)
+            return row
+
+    def put(self, row: Row) -> None:
+        with self._lock:
+            old = self._rows.pop(row.key, None)
+            if old is not None:
+                self.size -= len(old.value)
+            if row.deleted:
+                return
+            self._rows[row.key] = row
+            self.size += len(row.value)
+            while self.size > self.budget and self._rows:
+                _, evicted = self._rows.popitem(last=False)
+                self.size -= len(evicted.value)
 
 
 @dataclass(frozen=True)
@@ -157,6 +193,7 @@ class Log:
             self._compacted = self._read_compacted(conn)
             self._heads = self._read_heads(conn)
         self._revision = max(self._revision, self._compacted)
+        self._values = _ValueCache(VALUE_CACHE_BYTES)
 
     @staticmethod
     def _read_heads(conn: Connection) -> dict[str, _Head]:
@@ -178,9 +215,17 @@ class Log:
 
     def get(self, key: str) -> Row | None:
         """The key's latest row, or None when it does not exist or is deleted."""
+        head = self._heads.get(key)
+        if head is not None and not head.deleted:
+            cached = self._values.get(key, head.revision)
+            if cached is not None:
+                return cached
         with self.engine.connect() as conn:
             row = self._latest(conn, key)
-        return None if row is None or row.deleted else row
+        if row is None or row.deleted:
+            return None
+        self._values.put(row)
+        return row
 
     def list(self, prefix: str, *, revision: int = 0, start_after: str = "",
              limit: int = 0) -> tuple[int, list[Row]]:
@@ -319,6 +364,7 @@ class Log:
         for row in written.values():
             if accepted:
                 self._heads[row.key] = _Head(row.revision, row.create_revision, row.deleted)
+                self._values.put(row)
         for pending, event in accepted:
             pending.event = event
             if self._publish is not None:
@@ -342,6 +388,9 @@ class Log:
             return None
         if head.deleted:
             return Row(key, head.revision, head.create_revision, 0, False, True, b"")
+        cached = self._values.get(key, head.revision)
+        if cached is not None:
+            return cached
         value = conn.execute(sa.select(kine.c.value, kine.c.prev_revision, kine.c.created)
                              .where(kine.c.id == head.revision)).first()
         if value is None:  # only another process could have done this; trust the database

@@ -147,3 +147,23 @@ def test_revision_survives_reopen(tmp_path: Path) -> None:
     assert reopened.revision == last
     assert reopened.create("/registry/pods/ns/b", b"1").row.revision == last + 1
     reopened.close()
+
+
+def test_reads_past_the_value_cache_budget_stay_right(store: backend.Store) -> None:
+    # A budget of three small values: most reads miss the cache and go to the database,
+    # the rest hit it; each must see the latest value, and deleted keys none.
+    store.log._values.budget = 3 * len(b"value-00-0")
+    for i in range(20):
+        key = f"/registry/pods/ns/p{i:02d}"
+        rev = store.create(key, f"value-{i:02d}-0".encode()).row.revision
+        store.update(key, f"value-{i:02d}-1".encode(), rev)
+    for i in range(0, 20, 3):
+        key = f"/registry/pods/ns/p{i:02d}"
+        store.delete(key, store.get(key).revision)  # type: ignore[union-attr]
+    assert store.log._values.size <= store.log._values.budget
+    for i in range(20):
+        row = store.get(f"/registry/pods/ns/p{i:02d}")
+        if i % 3 == 0:
+            assert row is None
+        else:
+            assert row is not None and row.value == f"value-{i:02d}-1".encode()
