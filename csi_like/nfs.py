@@ -18,6 +18,7 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from csi_like import contract, errors, naming
 PROVISIONER = "storagelab.io/nfs"
 VERSION = "0.1.0"
 RECORD_DIR = ".storagelab"
+PATHS_DIR = "paths"
 PARAMETERS = ("server", "share", "subDir", "mountPermissions", "onDelete", "exportLocalPath",
               "sshHost", "sshPort", "sshHostKeyCheck")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.:-]{0,252}[A-Za-z0-9])?)$")
@@ -147,14 +149,25 @@ def open_export(cls: NfsClass, secrets: Mapping[str, str]) -> Iterator[FS]:
 
 def _open(cls: NfsClass, secrets: Mapping[str, str]) -> FS:
     if cls.export_local_path:
-        if not os.path.isdir(cls.export_local_path):
-            raise errors.PermanentError(f"exportLocalPath {cls.export_local_path} is not a "
-                                        "directory on this machine")
+        _check_local_export(cls.export_local_path)
         return OSFS(cls.export_local_path)
     from csi_like import sftpfs  # paramiko is only needed for remote exports
 
     return sftpfs.open_sftp_fs(cls.ssh_host, cls.ssh_port, cls.share, secrets,
                                check_host_key=cls.check_host_key)
+
+
+def _check_local_export(path: str) -> None:
+    """The export's local path must answer now. A mount of a server that is down answers EIO
+    or times out, an unmounted one may be missing: both can come back, so both are
+    temporary; a path that is there but is no directory is a mistake in the class."""
+    try:
+        info = os.stat(path)
+    except OSError as e:
+        raise errors.TemporaryError(f"exportLocalPath {path} is not reachable on this "
+                                    f"machine: {e.strerror or e}") from e
+    if not stat.S_ISDIR(info.st_mode):
+        raise errors.PermanentError(f"exportLocalPath {path} is not a directory")
 
 
 def _translate(error: fserrors.FSError) -> errors.DriverError:
@@ -228,28 +241,72 @@ def read_record(export: FS, name: str) -> Record | None:
 
 
 def write_record(export: FS, record: Record) -> None:
-    export.makedirs(f"/{RECORD_DIR}", recreate=True)
-    temporary = _record_path(record.name) + ".tmp"
-    export.writetext(temporary, json.dumps(asdict(record)))
-    if export.exists(_record_path(record.name)):
-        export.remove(_record_path(record.name))
-    _rename(export, temporary, _record_path(record.name))
+    _write_replacing(export, _record_path(record.name), json.dumps(asdict(record)))
+
+
+def _write_replacing(export: FS, path: str, text: str) -> None:
+    export.makedirs(posixpath.dirname(path), recreate=True)
+    temporary = path + ".tmp"
+    export.writetext(temporary, text)
+    if export.exists(path):
+        export.remove(path)
+    _rename(export, temporary, path)
 
 
 def _remove_record(export: FS, name: str) -> None:
+    record = read_record(export, name)
+    if record is not None and _path_owner(export, record.sub_dir) == name:
+        export.remove(_path_claim(record.sub_dir))
     if export.exists(_record_path(name)):
         export.remove(_record_path(name))
 
 
-def _claimed_by_other(export: FS, record: Record) -> str:
-    if not export.isdir(f"/{RECORD_DIR}"):
+# ---------------------------------------------------------------- path index
+
+def _path_claim(sub_dir: str) -> str:
+    """`<share>/.storagelab/paths/<hash>` names the volume owning sub_dir: checking a path is
+    one read, not a scan of every record (which over SFTP costs a round trip each)."""
+    return f"/{RECORD_DIR}/{PATHS_DIR}/{naming.path_claim_name(sub_dir)}"
+
+
+def _path_owner(export: FS, sub_dir: str) -> str:
+    try:
+        return export.readtext(_path_claim(sub_dir))
+    except fserrors.ResourceNotFound:
         return ""
+
+
+def _claim_path(export: FS, record: Record) -> None:
+    """Before the record: a claim without a record is a crash's leftover, taken over."""
+    if _path_owner(export, record.sub_dir) != record.name:
+        _write_replacing(export, _path_claim(record.sub_dir), record.name)
+
+
+def _index_paths(export: FS) -> None:
+    """Exports written before the path index existed get it built once from their records,
+    aside and renamed into place, so a reader sees no index or a whole one."""
+    index = f"/{RECORD_DIR}/{PATHS_DIR}"
+    if export.isdir(index) or not export.isdir(f"/{RECORD_DIR}"):
+        return
+    aside = f"{index}.{os.getpid()}.{time.monotonic_ns()}"
+    export.makedir(aside)
     for entry in export.listdir(f"/{RECORD_DIR}"):
-        if entry.endswith(".json") and entry != f"{record.name}.json":
-            other = read_record(export, entry[:-5])
-            if other is not None and other.sub_dir == record.sub_dir:
-                return other.name
-    return ""
+        record = read_record(export, entry[:-5]) if entry.endswith(".json") else None
+        if record is not None:
+            export.writetext(f"{aside}/{naming.path_claim_name(record.sub_dir)}", record.name)
+    try:
+        _rename(export, aside, index)
+    except (OSError, fserrors.FSError):
+        export.removetree(aside)  # another provisioner indexed it first
+
+
+def _claimed_by_other(export: FS, record: Record) -> str:
+    _index_paths(export)
+    owner = _path_owner(export, record.sub_dir)
+    if not owner or owner == record.name:
+        return ""
+    other = read_record(export, owner)
+    return owner if other is not None and other.sub_dir == record.sub_dir else ""
 
 
 # ---------------------------------------------------------------- volume ids
@@ -307,8 +364,10 @@ class NfsDriver:
             if existing is not None:
                 _check_compatible(existing, record)
                 record = existing
+                _claim_path(export, record)
             else:
                 _check_unclaimed(export, record)
+                _claim_path(export, record)
                 write_record(export, record)  # the intent first: a retry finishes it
             try:
                 _converge(export, record)

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 from apimachinery import quantity
 from csi_like import contract, errors, registry
-from storage import matching, pv_controller, reclaim
+from storage import matching, provisioning_secrets, pv_controller, reclaim
 from storage.runtime import controller, events, informer, shared, workqueue
 from storage.runtime import kube as kube_api
 
@@ -264,17 +264,21 @@ def build_volume(claim: Mapping[str, Any], sc: Mapping[str, Any], intent: Intent
 class DriverReclaimer:
     """The PV controller's Delete hook for one driver: delete_volume(volumeHandle)."""
 
-    def __init__(self, name: str, driver: contract.Driver) -> None:
+    def __init__(self, name: str, driver: contract.Driver,
+                 secrets: provisioning_secrets.Secrets | None = None) -> None:
         self.name = name
         self.driver = driver
+        self.secrets = secrets
 
     async def delete(self, volume: Mapping[str, Any]) -> None:
         csi = (volume.get("spec") or {}).get("csi") or {}
         if csi.get("driver") != csi_driver_name(self.name) or not csi.get("volumeHandle"):
             raise reclaim.ReclaimError(f"volume {matching.name_of(volume)} has no "
                                        f"{self.name} volumeHandle")
+        secrets = await self.secrets.for_volume(volume) if self.secrets else {}
         try:
-            await asyncio.to_thread(self.driver.delete_volume, str(csi["volumeHandle"]))
+            await asyncio.to_thread(self.driver.delete_volume, str(csi["volumeHandle"]),
+                                    secrets)
         except errors.DriverError as e:
             raise reclaim.ReclaimError(f"rpc error: {e}") from e
 
@@ -282,8 +286,10 @@ class DriverReclaimer:
         raise NotImplementedError("csi volumes are not recyclable")
 
 
-def reclaimers_for(drivers: Mapping[str, contract.Driver]) -> list[DriverReclaimer]:
-    return [DriverReclaimer(name, driver) for name, driver in drivers.items()]
+def reclaimers_for(drivers: Mapping[str, contract.Driver],
+                   kube: kube_api.Kube | None = None) -> list[DriverReclaimer]:
+    secrets = provisioning_secrets.Secrets(kube) if kube is not None else None
+    return [DriverReclaimer(name, driver, secrets) for name, driver in drivers.items()]
 
 
 # ----------------------------------------------------------------------------- controller
@@ -313,6 +319,7 @@ class ProvisionController:
                                                      host=socket.gethostname())
                           for name in self.drivers}
         self.queue = workqueue.WorkQueue("provisioning")
+        self.secrets = provisioning_secrets.Secrets(kube)
         self._backoff: dict[str, _Backoff] = {}
         self.claims.add_handlers(informer.Handlers(
             self._claim_changed, lambda old, new: self._claim_changed(new),
@@ -388,16 +395,21 @@ class ProvisionController:
         self._event(claim, "Normal", REASON_PROVISIONING, msg_provisioning(claim))
         driver = self.drivers[intent.provisioner]
         try:
-            volume = await asyncio.to_thread(driver.create_volume, intent.request(claim))
+            request, secret = await self.secrets.request(intent.request(claim))
+        except provisioning_secrets.SecretError as e:
+            await self._failed(claim, class_name, e)
+        try:
+            volume = await asyncio.to_thread(driver.create_volume, request)
         except errors.NotMine:
             return
         except errors.DriverError as e:
             await self._failed(claim, class_name, e)
         current = self.claims.get(matching.claim_key(claim))
         if current is None or matching.is_being_deleted(current):
-            await self._abandon(claim, current, driver, volume)
+            await self._abandon(claim, current, driver, volume, request.secrets)
             return
         pv = build_volume(claim, sc, intent, volume, self.identity)
+        pv["metadata"]["annotations"].update(provisioning_secrets.deletion_annotations(secret))
         try:
             self.volumes.assume(await self.kube.create("PersistentVolume", pv))
         except kube_api.AlreadyExists:
@@ -461,10 +473,10 @@ class ProvisionController:
         await self._remove_finalizer(claim)
 
     async def _abandon(self, claim: Obj, current: Obj | None, driver: contract.Driver,
-                       volume: contract.Volume) -> None:
+                       volume: contract.Volume, secrets: Mapping[str, str]) -> None:
         """The claim was deleted while the driver worked: undo the volume, make no PV."""
         try:
-            await asyncio.to_thread(driver.delete_volume, volume.volume_id)
+            await asyncio.to_thread(driver.delete_volume, volume.volume_id, secrets)
         except errors.DriverError as e:
             raise controller.RetryLater(f"deleting {volume.volume_id}: {e}") from e
         if current is not None:
@@ -492,11 +504,12 @@ class ProvisionController:
         """Drivers find volumes by id, not name: asking to create the same request again is
         idempotent and answers the id (a volume that cannot be made was never made)."""
         try:
-            volume = await asyncio.to_thread(driver.create_volume, intent.request(claim))
-            await asyncio.to_thread(driver.delete_volume, volume.volume_id)
+            request, _ = await self.secrets.request(intent.request(claim))
+            volume = await asyncio.to_thread(driver.create_volume, request)
+            await asyncio.to_thread(driver.delete_volume, volume.volume_id, request.secrets)
         except errors.TemporaryError as e:
             raise controller.RetryLater(f"cleaning up {intent.volume}: {e}") from e
-        except errors.DriverError as e:
+        except (errors.DriverError, provisioning_secrets.SecretError) as e:
             log.info("claim %s deleted; nothing to clean up for %s: %s",
                      matching.claim_key(claim), intent.volume, e)
 
@@ -508,4 +521,4 @@ def build(kube: kube_api.Kube, informers: shared.Informers, config: ProvisionerC
     drivers = config.drivers()
     provisioner = ProvisionController(kube, informers, drivers, identity=config.identity,
                                       takeover_after=config.takeover_after)
-    return provisioner, reclaim.Reclaimers(reclaimers_for(drivers))
+    return provisioner, reclaim.Reclaimers(reclaimers_for(drivers, kube))

@@ -9,7 +9,10 @@ in PreBind: static volumes are bound to the claims (PV claimRef) and claims to p
 provisioner clears the selected node (provisioning failed there), the pod is placed again.
 A pod that fits nowhere stays Pending with a FailedScheduling event and a PodScheduled=False
 condition carrying Kubernetes' "0/N nodes are available: ..." message, and is retried when
-nodes, claims or volumes change, and with backoff.
+nodes, claims or volumes change, when a pod goes away (it may have held a ReadWriteOncePod
+claim), and with backoff. As kube-scheduler assumes a pod on its node before binding, a pod
+counts as placed from the moment its node is chosen, before any API call: the next pod
+(another worker) sees it, so two pods never both take a ReadWriteOncePod claim.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class Scheduler:
 
     def _wire(self) -> None:
         self.pods.add_handlers(informer.Handlers(
-            self._pod_changed, lambda old, new: self._pod_changed(new), self._pod_deleted))
+            self._pod_changed, self._pod_updated, self._pod_deleted))
         self.nodes.add_handlers(informer.Handlers(
             lambda n: self._retry_unschedulable(), lambda o, n: self._node_updated(o, n)))
         self.claims.add_handlers(informer.Handlers(
@@ -105,8 +108,15 @@ class Scheduler:
         elif self._responsible_for(pod) and not matching.is_being_deleted(pod):
             self.queue.add(key)
 
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        self._pod_changed(new)
+        if matching.phase_of(new) in TERMINAL_PHASES and \
+                matching.phase_of(old) not in TERMINAL_PHASES:
+            self._retry_unschedulable()  # a finished pod frees its node and its claims
+
     def _pod_deleted(self, pod: Obj) -> None:
         self._forget(matching.claim_key(pod))
+        self._retry_unschedulable()
 
     def _forget(self, key: str) -> None:
         self._assumed.pop(key, None)
@@ -169,11 +179,17 @@ class Scheduler:
             states.append(sf.ClaimState(name, claim, sc))
         return states
 
+    def _placed_on(self, pod: Mapping[str, Any]) -> str:
+        """The pod's node: bound, assumed (binding), or chosen (waiting for volumes)."""
+        key = matching.claim_key(pod)
+        waiting = self._waiting.get(key)
+        return str((pod.get("spec") or {}).get("nodeName") or self._assumed.get(key)
+                   or (waiting.node if waiting else ""))
+
     def _pods_by_node(self) -> dict[str, list[Obj]]:
         by_node: dict[str, list[Obj]] = {}
         for pod in self.pods:
-            node = (pod.get("spec") or {}).get("nodeName") or \
-                self._assumed.get(matching.claim_key(pod))
+            node = self._placed_on(pod)
             if node and matching.phase_of(pod) not in TERMINAL_PHASES:
                 by_node.setdefault(node, []).append(pod)
         return by_node
@@ -186,12 +202,14 @@ class Scheduler:
             await self._unschedulable_now(pod, sf.prefilter_error(len(nodes), problem))
             return
         by_node = self._pods_by_node()
+        conflicts = sf.read_write_once_pod_conflicts(
+            pod, claims, (p for placed in by_node.values() for p in placed))
         volumes = {matching.name_of(v): v for v in self.volumes}
         unbound = [v for v in volumes.values() if matching.claim_ref(v) is None
                    or any(matching.is_volume_bound_to_claim(v, c.claim)
                           for c in claims if c.claim)]
         verdicts = [sf.filter_node(pod, node, by_node.get(sf.node_name(node), []), claims,
-                                   volumes, unbound) for node in nodes]
+                                   volumes, unbound, conflicts) for node in nodes]
         chosen = sf.pick(verdicts, {n: len(p) for n, p in by_node.items()})
         if chosen is None:
             message = sf.fit_error(len(nodes), {v.node: v.reasons for v in verdicts})
@@ -207,12 +225,16 @@ class Scheduler:
             await self._bind(pod, chosen.node)
             return
         by_name = {c.name: c.claim for c in claims}
-        for claim_name, volume_name in chosen.plan.static.items():
-            await self._bind_static(by_name[claim_name] or {}, volume_name)
-        for claim_name in chosen.plan.provision:
-            await self._select_node(by_name[claim_name] or {}, chosen.node)
-        self._waiting[key] = Waiting(chosen.node, chosen.plan, time.monotonic())
-        await self._continue_waiting(pod, self._waiting[key])
+        waiting = self._waiting[key] = Waiting(chosen.node, chosen.plan, time.monotonic())
+        try:
+            for claim_name, volume_name in chosen.plan.static.items():
+                await self._bind_static(by_name[claim_name] or {}, volume_name)
+            for claim_name in chosen.plan.provision:
+                await self._select_node(by_name[claim_name] or {}, chosen.node)
+        except BaseException:
+            self._waiting.pop(key, None)  # not placed after all: scheduled again
+            raise
+        await self._continue_waiting(pod, waiting)
 
     async def _bind_static(self, claim: Obj, volume_name: str) -> None:
         """bindAPIUpdate: pre-bind the volume to the claim; the PV controller finishes."""
@@ -270,12 +292,16 @@ class Scheduler:
 
     async def _bind(self, pod: Obj, node: str) -> None:
         key = matching.claim_key(pod)
+        self._assumed[key] = node  # assumed before the call: the next pod counts it
         try:
             await self.api.bind_pod(matching.namespace_of(pod), matching.name_of(pod), node,
                                     matching.uid_of(pod))
         except kube_api.Conflict:
+            self._assumed.pop(key, None)
             return  # already assigned (by us before a restart, or by someone else)
-        self._assumed[key] = node
+        except BaseException:
+            self._assumed.pop(key, None)
+            raise
         self.recorder.event(pod, "Normal", REASON_SCHEDULED, msg_scheduled(pod, node))
 
     async def _unschedulable_now(self, pod: Obj, message: str) -> None:

@@ -1,8 +1,8 @@
 """The scheduler's pure decisions: which nodes a pod fits, why the others do not, and the message.
 
 Kubernetes' scheduler runs filter plugins per node in a fixed order (NodeUnschedulable,
-TaintToleration, NodeAffinity, NodeResourcesFit, VolumeBinding) and stops at the first that
-fails; the reasons of every node are counted and printed, sorted, as "0/3 nodes are available:
+TaintToleration, NodeAffinity, NodeResourcesFit, VolumeRestrictions, VolumeBinding) and stops
+at the first that fails; the reasons of every node are counted and printed, sorted, as "0/3 nodes are available:
 1 Insufficient cpu, 2 node(s) had volume node affinity conflict.". A PreFilter failure (a
 missing claim, an unbound Immediate claim) applies to the whole pod and is printed once. This
 module is that logic over plain dicts with no I/O, so the wiring in `scheduler` stays thin and
@@ -35,6 +35,9 @@ ERR_VOLUME_NODE_CONFLICT = "node(s) had volume node affinity conflict"
 ERR_VOLUME_BIND_CONFLICT = "node(s) didn't find available persistent volumes to bind"
 ERR_PV_NOT_EXIST = "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)"
 ERR_UNBOUND_IMMEDIATE = "pod has unbound immediate PersistentVolumeClaims"
+ERR_RWOP_CONFLICT = ("node has pod using PersistentVolumeClaim with the same name and "
+                     "ReadWriteOncePod access mode")
+READ_WRITE_ONCE_POD = "ReadWriteOncePod"
 DEFAULT_MAX_PODS = 110
 
 
@@ -320,6 +323,42 @@ def _can_provision(state: ClaimState, node: Mapping[str, Any]) -> bool:
     return allowed_topologies_match(sc, node)
 
 
+# ----------------------------------------------------------------------------- ReadWriteOncePod
+
+def pvc_volume_claims(pod: Mapping[str, Any]) -> list[str]:
+    """Claims named by the pod's persistentVolumeClaim volumes (what VolumeRestrictions and
+    the scheduler cache's PVC reference counts look at; generic ephemeral claims belong to
+    one pod and are not counted)."""
+    return [str(v["persistentVolumeClaim"]["claimName"])
+            for v in (pod.get("spec") or {}).get("volumes") or ()
+            if (v.get("persistentVolumeClaim") or {}).get("claimName")]
+
+
+def read_write_once_pod_claims(pod: Mapping[str, Any],
+                               claims: Sequence[ClaimState]) -> frozenset[str]:
+    """The pod's claims whose access modes include ReadWriteOncePod."""
+    by_name = {state.name: state.claim for state in claims}
+    return frozenset(name for name in pvc_volume_claims(pod)
+                     if (claim := by_name.get(name)) is not None
+                     and READ_WRITE_ONCE_POD in matching.access_modes(claim))
+
+
+def read_write_once_pod_conflicts(pod: Mapping[str, Any], claims: Sequence[ClaimState],
+                                  scheduled_pods: Iterable[Mapping[str, Any]]) -> int:
+    """VolumeRestrictions PreFilter: how many of the pod's ReadWriteOncePod claims a pod
+    already placed on a node (assumed included) uses, each claim counted once. The count is
+    cluster-wide, so a conflict fails every node alike."""
+    wanted = read_write_once_pod_claims(pod, claims)
+    if not wanted:
+        return 0
+    namespace, uid = matching.namespace_of(pod), matching.uid_of(pod)
+    used: set[str] = set()
+    for other in scheduled_pods:
+        if matching.namespace_of(other) == namespace and matching.uid_of(other) != uid:
+            used.update(wanted.intersection(pvc_volume_claims(other)))
+    return len(used)
+
+
 # ----------------------------------------------------------------------------- per node
 
 @dataclass(frozen=True)
@@ -335,8 +374,10 @@ class NodeVerdict:
 
 def filter_node(pod: Mapping[str, Any], node: Mapping[str, Any],
                 pods_on_node: Sequence[Mapping[str, Any]], claims: Sequence[ClaimState],
-                volumes: Mapping[str, Obj], unbound_volumes: Iterable[Obj]) -> NodeVerdict:
-    """The filter plugins in Kubernetes' order; the first that fails gives the reasons."""
+                volumes: Mapping[str, Obj], unbound_volumes: Iterable[Obj],
+                rwop_conflicts: int = 0) -> NodeVerdict:
+    """The filter plugins in Kubernetes' order; the first that fails gives the reasons.
+    `rwop_conflicts` is what `read_write_once_pod_conflicts` counted for the pod."""
     name = node_name(node)
     if (node.get("spec") or {}).get("unschedulable") and not unschedulable_tolerated(pod):
         return NodeVerdict(name, (ERR_UNSCHEDULABLE,))
@@ -348,6 +389,8 @@ def filter_node(pod: Mapping[str, Any], node: Mapping[str, Any],
     short = insufficient_resources(pod, node, pods_on_node)
     if short:
         return NodeVerdict(name, tuple(short))
+    if rwop_conflicts > 0:
+        return NodeVerdict(name, (ERR_RWOP_CONFLICT,))
     reasons, plan = check_volumes(claims, node, volumes, unbound_volumes)
     return NodeVerdict(name, tuple(reasons), plan)
 

@@ -1,87 +1,19 @@
 """The nfs driver against a real export directory: through OSFS (exportLocalPath) and through
 SFTP to a real OpenSSH server that the tests start on a loopback port (Debian
-openssh-server, its own config, host key and authorized key in a temporary directory)."""
+openssh-server, its own config, host key and authorized key in a temporary directory; the
+`sshd` fixture of tests/node/conftest.py)."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from csi_like import contract, errors, nfs
-from tests.conftest import free_port, require_real
-
-SSHD = "/usr/sbin/sshd"
-
-
-@dataclass
-class Sshd:
-    port: int
-    private_key: str
-    known_hosts: str
-    process: subprocess.Popen[bytes] | None = None
-
-    def secrets(self, **changes: str) -> dict[str, str]:
-        return {"username": "root", "privateKey": self.private_key,
-                "knownHosts": self.known_hosts, **changes}
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
-                   check=True, timeout=30)
-
-
-def _wait_banner(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"sshd exited: {log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if s.recv(4).startswith(b"SSH-"):
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"sshd not ready: {log.read_text()}")
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    require_real(os.path.exists(SSHD) and shutil.which("ssh-keygen") is not None,
-                 "OpenSSH server missing (Debian openssh-server)")
-    require_real(os.geteuid() == 0, "sshd with its own config needs root")
-    home = tmp_path_factory.mktemp("sshd")
-    _keygen(home / "host_key")
-    _keygen(home / "client_key")
-    shutil.copy(home / "client_key.pub", home / "authorized_keys")
-    port = free_port()
-    (home / "sshd_config").write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {home}/host_key",
-        f"AuthorizedKeysFile {home}/authorized_keys", "PermitRootLogin yes",
-        "PasswordAuthentication yes", "KbdInteractiveAuthentication no", "UsePAM no",
-        "StrictModes no", f"PidFile {home}/sshd.pid", "Subsystem sftp internal-sftp",
-        "LogLevel ERROR", ""]))
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
-    host_key = (home / "host_key.pub").read_text().split()
-    server = Sshd(port, (home / "client_key").read_text(),
-                  f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}")
-    log = home / "sshd.log"
-    with open(log, "wb") as out:
-        server.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(home / "sshd_config")],
-                                          stdout=out, stderr=out)
-    try:
-        _wait_banner(port, server.process, log)
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(10)
+from tests.conftest import free_port
+from tests.node.sshd import Sshd
 
 
 @dataclass

@@ -196,3 +196,91 @@ def test_pick_spreads_by_pod_count_then_name() -> None:
 def test_allowed_topologies(terms: list[Obj], labels: dict[str, str], expected: bool) -> None:
     assert sf.allowed_topologies_match({"allowedTopologies": terms},
                                        {"metadata": {"labels": labels}}) is expected
+
+
+# ----------------------------------------------------------------------------- ReadWriteOncePod
+
+def rwop_claim(name: str = "data", modes: tuple[str, ...] = ("ReadWriteOncePod",)) -> Obj:
+    made = claim(name, volume=f"pv-{name}")
+    made["spec"]["accessModes"] = list(modes)
+    return made
+
+
+def user(claims: tuple[str, ...], *, ns: str = "ns", uid: str = "other",
+         ephemeral: bool = False) -> Obj:
+    """A pod already on a node using `claims`."""
+    volumes: list[Obj] = [{"name": f"v{i}", "persistentVolumeClaim": {"claimName": c}}
+                          for i, c in enumerate(claims)]
+    if ephemeral:  # a generic ephemeral volume's claim is `<pod>-<volume>`: never counted
+        volumes = [{"name": "data", "ephemeral": {"volumeClaimTemplate": {}}}]
+    return {"metadata": {"name": f"user-{uid}", "namespace": ns, "uid": uid},
+            "spec": {"nodeName": "a", "volumes": volumes}}
+
+
+def incoming(*claims: str) -> Obj:
+    made = pod()
+    made["metadata"]["uid"] = "me"
+    made["spec"]["volumes"] = [{"name": f"v{i}", "persistentVolumeClaim": {"claimName": c}}
+                               for i, c in enumerate(claims)]
+    return made
+
+
+@pytest.mark.parametrize("wanted,states,placed,expected", [
+    # nobody else uses the claim
+    (("data",), [sf.ClaimState("data", rwop_claim())], [], 0),
+    (("data",), [sf.ClaimState("data", rwop_claim())], [user(("other",))], 0),
+    # another pod of the namespace uses it: one conflict
+    (("data",), [sf.ClaimState("data", rwop_claim())], [user(("data",))], 1),
+    # two users of one claim still make one conflicting claim (IsPVCUsedByPods)
+    (("data",), [sf.ClaimState("data", rwop_claim())],
+     [user(("data",), uid="u1"), user(("data",), uid="u2")], 1),
+    (("one", "two"), [sf.ClaimState("one", rwop_claim("one")),
+                      sf.ClaimState("two", rwop_claim("two"))],
+     [user(("one",), uid="u1"), user(("two",), uid="u2")], 2),
+    # not ReadWriteOncePod: sharing is the kubelet's business (RWO is per node)
+    (("data",), [sf.ClaimState("data", rwop_claim(modes=("ReadWriteOnce",)))],
+     [user(("data",))], 0),
+    (("data",), [sf.ClaimState("data", rwop_claim(modes=("ReadWriteOnce", "ReadWriteOncePod")))],
+     [user(("data",))], 1),
+    # same claim name in another namespace is another claim
+    (("data",), [sf.ClaimState("data", rwop_claim())], [user(("data",), ns="elsewhere")], 0),
+    # the pod itself (already known to the cache) is no conflict with itself
+    (("data",), [sf.ClaimState("data", rwop_claim())], [user(("data",), uid="me")], 0),
+    # only persistentVolumeClaim volumes count
+    (("data",), [sf.ClaimState("data", rwop_claim())], [user((), ephemeral=True)], 0),
+    # a missing claim is the PreFilter's "not found", not a conflict
+    (("data",), [sf.ClaimState("data", None)], [user(("data",))], 0),
+])
+def test_read_write_once_pod_conflicts(wanted: tuple[str, ...], states: list[sf.ClaimState],
+                                       placed: list[Obj], expected: int) -> None:
+    assert sf.read_write_once_pod_conflicts(incoming(*wanted), states, placed) == expected
+
+
+@pytest.mark.parametrize("the_node,the_pod,expected", [
+    (node("a"), pod(), (sf.ERR_RWOP_CONFLICT,)),
+    # VolumeRestrictions runs after NodeUnschedulable, NodeAffinity and NodeResourcesFit ...
+    (node("a", unschedulable=True), pod(), ("node(s) were unschedulable",)),
+    (node("a", labels={"zone": "a"}), pod(nodeSelector={"zone": "b"}),
+     ("node(s) didn't match Pod's node affinity/selector",)),
+    (node("a", cpu="1"), pod(cpu="2"), ("Insufficient cpu",)),
+])
+def test_rwop_conflict_in_filter_order(the_node: Obj, the_pod: Obj,
+                                       expected: tuple[str, ...]) -> None:
+    assert sf.filter_node(the_pod, the_node, [], [], {}, [], rwop_conflicts=1).reasons == expected
+
+
+def test_rwop_conflict_comes_before_volume_binding() -> None:
+    # ... and before VolumeBinding: the PV being elsewhere is not reported
+    states = [sf.ClaimState("data", rwop_claim())]
+    volumes = {"pv-data": pv("pv-data", on="b", claim="data")}
+    verdict = sf.filter_node(incoming("data"), node("a"), [], states, volumes, [], 1)
+    assert verdict.reasons == (sf.ERR_RWOP_CONFLICT,)
+    assert sf.filter_node(incoming("data"), node("a"), [], states, volumes, [], 0).reasons == (
+        sf.ERR_VOLUME_NODE_CONFLICT,)
+
+
+def test_rwop_message_as_kube_scheduler_prints_it() -> None:
+    reasons = {"a": [sf.ERR_RWOP_CONFLICT], "b": [sf.ERR_RWOP_CONFLICT]}
+    assert sf.fit_error(2, reasons) == (
+        "0/2 nodes are available: 2 node has pod using PersistentVolumeClaim with the same "
+        "name and ReadWriteOncePod access mode.")
