@@ -129,7 +129,8 @@ class PersistentVolumeController:
         self.volume_queue.add(name)
         ref = matching.claim_ref(volume)
         if ref is not None:
-            self.claim_queue.add(matching.claim_ref_key(ref))
+            # Its claim may be one step from Bound: ahead of claims still to be looked at.
+            self.claim_queue.add(matching.claim_ref_key(ref), urgent=True)
         elif matching.phase_of(volume) == matching.VOLUME_AVAILABLE:
             self._wake_claim_for(volume)
         for key in self._waiting_for_volume.pop(name, ()):
@@ -156,7 +157,9 @@ class PersistentVolumeController:
             self.claim_queue.add(matching.claim_ref_key(ref))
 
     def _claim_changed(self, claim: Obj) -> None:
-        self.claim_queue.add(matching.claim_key(claim))
+        # A claim naming its volume is half bound: finish it before taking up new ones.
+        self.claim_queue.add(matching.claim_key(claim),
+                             urgent=bool(matching.volume_name_of_claim(claim)))
 
     def _claim_deleted(self, claim: Obj) -> None:
         key = matching.claim_key(claim)

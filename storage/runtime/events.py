@@ -23,6 +23,7 @@ from storage.runtime import kube as kube_api
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 MAX_REMEMBERED = 4096
+WRITERS = 4
 
 
 @dataclass(frozen=True)
@@ -57,36 +58,47 @@ def involved_object(obj: Obj) -> Obj:
 
 
 class EventRecorder:
-    """Queue events for one component; `run` writes them, `flush` waits for the queue."""
+    """Queue events for one component; `run` writes them, `flush` waits for the queues.
 
-    def __init__(self, kube: kube_api.Kube, component: str, host: str = "") -> None:
+    Several writers overlap their API round trips (a burst of claims makes a few events
+    each); the events of one object and reason always go to the same writer, so that the
+    second of two identical events bumps the count of the first instead of racing it.
+    """
+
+    def __init__(self, kube: kube_api.Kube, component: str, host: str = "",
+                 writers: int = WRITERS) -> None:
         self.kube = kube
         self.component = component
         self.host = host
-        self._queue: asyncio.Queue[tuple[Obj, str, str, str]] = asyncio.Queue()
+        self._queues: list[asyncio.Queue[tuple[_Key, Obj]]] = [
+            asyncio.Queue() for _ in range(writers)]
         self._written: OrderedDict[_Key, _Written] = OrderedDict()
 
     def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
-        self._queue.put_nowait((obj, type_, reason, message))
-
-    async def flush(self) -> None:
-        await self._queue.join()
-
-    async def run(self) -> None:
-        while True:
-            obj, type_, reason, message = await self._queue.get()
-            try:
-                await self._write(obj, type_, reason, message)
-            except kube_api.KubeError as e:
-                log.warning("could not record event %s on %s: %s", reason,
-                            involved_object(obj).get("name"), e)
-            finally:
-                self._queue.task_done()
-
-    async def _write(self, obj: Obj, type_: str, reason: str, message: str) -> None:
-        ref = involved_object(obj)
+        ref = involved_object(obj)  # as the object is now, not when the writer gets to it
         key = _Key(str(ref.get("kind")), str(ref.get("namespace") or ""), str(ref.get("name")),
                    str(ref.get("uid") or ""), type_, reason, message)
+        self._queues[hash(key) % len(self._queues)].put_nowait((key, ref))
+
+    async def flush(self) -> None:
+        for queue in self._queues:
+            await queue.join()
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._drain(queue) for queue in self._queues))
+
+    async def _drain(self, queue: asyncio.Queue[tuple[_Key, Obj]]) -> None:
+        while True:
+            key, ref = await queue.get()
+            try:
+                await self._write(key, ref)
+            except kube_api.KubeError as e:
+                log.warning("could not record event %s on %s: %s", key.reason, key.name, e)
+            finally:
+                queue.task_done()
+
+    async def _write(self, key: _Key, ref: Obj) -> None:
+        type_, reason, message = key.type, key.reason, key.message
         seen = self._written.get(key)
         if seen is not None:
             try:

@@ -5,6 +5,9 @@ processed once (the queue is a set), a key is never processed by two workers at 
 is added while being processed it is queued again when the worker calls `done`), and a key
 whose reconcile failed comes back after a per-key exponential backoff that `forget` resets.
 `add_after` delays a key without counting as a failure (e.g. "check again in 10 s").
+Beyond client-go, a key added as urgent (the next step of something half done, such as a
+claim whose volume now exists) is served before the others, in its own arrival order: under
+a burst of new keys a half-done one then waits for the workers, not for the whole burst.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class WorkQueue:
         self.name = name
         self.backoff = backoff or Backoff()
         self._queue: deque[str] = deque()
+        self._urgent: deque[str] = deque()
+        self._urgent_keys: set[str] = set()
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
         self._failures: dict[str, int] = {}
@@ -54,16 +59,29 @@ class WorkQueue:
         self._timer: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._urgent)
 
-    def add(self, key: str) -> None:
-        if self._shutting_down or key in self._dirty:
+    def add(self, key: str, *, urgent: bool = False) -> None:
+        if self._shutting_down:
+            return
+        if key in self._dirty:
+            if urgent and key not in self._urgent_keys:
+                self._promote(key)
             return
         self._dirty.add(key)
+        if urgent:
+            self._urgent_keys.add(key)
         if key in self._processing:
             return  # `done` puts it back; no two workers on one key
-        self._queue.append(key)
+        (self._urgent if urgent else self._queue).append(key)
         self._wakeup.set()
+
+    def _promote(self, key: str) -> None:
+        """A key waiting in the ordinary lane became urgent (rare: a linear removal)."""
+        self._urgent_keys.add(key)
+        if key not in self._processing:
+            self._queue.remove(key)
+            self._urgent.append(key)
 
     def add_after(self, key: str, delay: float) -> None:
         if self._shutting_down:
@@ -92,20 +110,21 @@ class WorkQueue:
         self._failures.pop(key, None)
 
     async def get(self) -> str:
-        while not self._queue:
+        while not self._queue and not self._urgent:
             if self._shutting_down:
                 raise ShutDown(self.name)
             self._wakeup.clear()
             await self._wakeup.wait()
-        key = self._queue.popleft()
+        key = self._urgent.popleft() if self._urgent else self._queue.popleft()
         self._dirty.discard(key)
+        self._urgent_keys.discard(key)
         self._processing.add(key)
         return key
 
     def done(self, key: str) -> None:
         self._processing.discard(key)
         if key in self._dirty:
-            self._queue.append(key)
+            (self._urgent if key in self._urgent_keys else self._queue).append(key)
             self._wakeup.set()
 
     def shutdown(self) -> None:

@@ -78,3 +78,31 @@ def test_shutdown_wakes_waiting_workers() -> None:
         q.add("ignored")
         assert len(q) == 0
     run(scenario())
+
+
+def test_urgent_keys_go_first_in_their_own_arrival_order() -> None:
+    async def scenario() -> list[str]:
+        q = workqueue.WorkQueue()
+        for key in ("new-1", "new-2"):
+            q.add(key)
+        q.add("half-1", urgent=True)
+        q.add("new-3")
+        q.add("half-2", urgent=True)
+        q.add("new-2", urgent=True)  # promoted out of the ordinary lane, not duplicated
+        got = [await q.get() for _ in range(5)]
+        assert len(q) == 0
+        return got
+    assert run(scenario()) == ["half-1", "half-2", "new-2", "new-1", "new-3"]
+
+
+def test_an_urgent_add_while_processing_comes_back_urgent_after_done() -> None:
+    async def scenario() -> list[str]:
+        q = workqueue.WorkQueue()
+        q.add("a")
+        assert await q.get() == "a"
+        q.add("b")
+        q.add("a", urgent=True)
+        assert len(q) == 1  # only b: a is still with its worker
+        q.done("a")
+        return [await q.get(), await q.get()]
+    assert run(scenario()) == ["a", "b"]
