@@ -35,6 +35,9 @@ RBAC_GROUP = "rbac.authorization.k8s.io"
 Object = dict[str, Any]
 
 
+MAX_REMEMBERED_DECISIONS = 8192
+
+
 @dataclass(frozen=True)
 class Attributes:
     """One request as the authorizers see it (Kubernetes' authorizer.Attributes).
@@ -163,10 +166,24 @@ class _Grant:
 
 
 class RBACAuthorizer:
+    """RBAC over a fixed set of roles and bindings: the same request always gets the same
+    decision, so decisions are remembered (the server builds a new authorizer, with an empty
+    memory, whenever a role or binding changes)."""
+
     def __init__(self, lister: RBACLister) -> None:
         self.lister = lister
+        self._decisions: dict[Attributes, Decision] = {}
 
     def authorize(self, attrs: Attributes) -> Decision:
+        decision = self._decisions.get(attrs)
+        if decision is None:
+            decision = self._decide(attrs)
+            if len(self._decisions) >= MAX_REMEMBERED_DECISIONS:
+                self._decisions.clear()
+            self._decisions[attrs] = decision
+        return decision
+
+    def _decide(self, attrs: Attributes) -> Decision:
         errors: list[str] = []
         for grant in self._grants(attrs.user, attrs.namespace):
             if grant.rule is not None and rule_allows(attrs, grant.rule):
