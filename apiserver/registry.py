@@ -20,6 +20,7 @@ from typing import Any
 
 from apimachinery import errors as api_errors
 from apimachinery import fields as field_selectors
+from apimachinery import jsonwire
 from apimachinery import labels as label_selectors
 from apiserver import admission, resources, strategy
 from apiserver.store import backend, log
@@ -100,7 +101,7 @@ class Registry:
     def _encode(self, rt: ResourceType, key: str, obj: Obj) -> bytes:
         stored = copy.deepcopy(obj)
         stored["metadata"].pop("resourceVersion", None)
-        data = json.dumps(stored, separators=(",", ":"), sort_keys=True).encode()
+        data = jsonwire.dumps(stored, sort_keys=True)
         transformer = self._transformer(rt)
         return transformer.encrypt(data, key.encode()) if transformer else data
 
@@ -193,9 +194,9 @@ class Registry:
 
     @staticmethod
     def matches(rt: ResourceType, obj: Obj, opts: ListOptions) -> bool:
-        if opts.label_selector is not None:
-            if not opts.label_selector.matches(obj["metadata"].get("labels") or {}):
-                return False
+        labels = obj["metadata"].get("labels") or {}
+        if opts.label_selector is not None and not opts.label_selector.matches(labels):
+            return False
         if opts.field_selector is not None:
             return field_selectors.matches(rt.kind, opts.field_selector, obj)
         return True
@@ -273,8 +274,8 @@ class Registry:
         self._check_type_meta(rt, obj)
         if meta.get("name") and meta["name"] != name:
             raise api_errors.bad_request(
-                "the name of the object (%s) does not match the name on the URL (%s)"
-                % (meta["name"], name))
+                f"the name of the object ({meta['name']}) does not match the name on the URL "
+                f"({name})")
         self._check_namespace(rt, namespace, meta)
         expected = _parse_rv(meta["resourceVersion"]) if meta.get("resourceVersion") else 0
         return self._write_update(rt, namespace, name, expected,
@@ -296,7 +297,7 @@ class Registry:
                       expected: int, build: Callable[[Obj], Obj], subresource: str,
                       dry_run: bool, patching: bool = False) -> Obj:
         key = rt.key(namespace, name)
-        row = self.store.get(key)
+        row = self.store.get(key, for_write=True)
         if row is None:
             raise api_errors.not_found(rt.plural, name, rt.group)
         old = self.decode(rt, row)

@@ -16,6 +16,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from apimachinery import errors as api_errors
+from apimachinery import jsonwire
 from apiserver import printers, protowire
 
 MAX_BODY = 3 * 1024 * 1024
@@ -73,7 +74,7 @@ def wants_table(request: Request) -> bool:
 
 
 def json_response(body: Obj, status: int = 200, media: str = "application/json") -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status_code=status,
+    return Response(jsonwire.dumps(body), status_code=status,
                     media_type=media)
 
 

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from apimachinery import errors as api_errors
 from apimachinery import fields as field_selectors
+from apimachinery import jsonwire
 from apimachinery import labels as label_selectors
 from apimachinery import patch as patches
 from apiserver import resources, wire
@@ -483,4 +484,4 @@ def _bookmark(rt: ResourceType, last_rv: str) -> Obj:
 
 
 def _encode(body: Obj) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+    return jsonwire.dumps(body) + b"\n"

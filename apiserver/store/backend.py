@@ -36,8 +36,8 @@ class Store:
     def revision(self) -> int:
         return self.log.revision
 
-    def get(self, key: str) -> log.Row | None:
-        return self.log.get(key)
+    def get(self, key: str, *, for_write: bool = False) -> log.Row | None:
+        return self.log.get(key, for_write=for_write)
 
     def list(self, prefix: str, *, revision: int = 0, start_after: str = "",
              limit: int = 0) -> tuple[int, list[log.Row]]:

@@ -91,9 +91,9 @@ Builder = Callable[["Row | None", int], "tuple[dict[str, Any], bytes | None]"]
 
 class _ValueCache:
     """The latest rows of recently used keys, up to a byte budget (least recently used go
-    first). A write reads the row it replaces and a GET reads the row it returns; with the
-    store's one writer both are the row this process last wrote or read. An entry is used
-    only when its revision is the key's head, so it can be stale but never wrong."""
+    first). An update reads the row it replaces twice (the registry's read-modify-write, then
+    the commit's head); with the store's one writer that is the row this process last wrote
+    or read. An entry is used only when its revision is the key's head."""
 
     def __init__(self, budget: int) -> None:
         self.budget, self.size = budget, 0
@@ -143,9 +143,9 @@ class _Pending:
 
 
 def _row_values(row: Row) -> dict[str, Any]:
-    return dict(id=row.revision, name=row.key, created=int(row.created),
-                deleted=int(row.deleted), create_revision=row.create_revision,
-                prev_revision=row.prev_revision, ts=time.time(), value=row.value)
+    return {"id": row.revision, "name": row.key, "created": int(row.created),
+            "deleted": int(row.deleted), "create_revision": row.create_revision,
+            "prev_revision": row.prev_revision, "ts": time.time(), "value": row.value}
 
 
 def _row(r: Any) -> Row:
@@ -213,10 +213,15 @@ class Log:
     def compacted_revision(self) -> int:
         return self._compacted
 
-    def get(self, key: str) -> Row | None:
-        """The key's latest row, or None when it does not exist or is deleted."""
+    def get(self, key: str, *, for_write: bool = False) -> Row | None:
+        """The key's latest row, or None when it does not exist or is deleted.
+
+        A read `for_write` (a read-modify-write) may be answered from memory: what it
+        answers is checked again by the write. Plain reads go to the database, so that they
+        see the stored bytes as they are (a damaged row fails its read, not silently
+        later)."""
         head = self._heads.get(key)
-        if head is not None and not head.deleted:
+        if for_write and head is not None and not head.deleted:
             cached = self._values.get(key, head.revision)
             if cached is not None:
                 return cached
@@ -283,24 +288,24 @@ class Log:
             if latest is not None and not latest.deleted:
                 raise errors.KeyExists(key)
             prev = latest.revision if latest is not None else 0
-            return dict(created=1, deleted=0, create_revision=rev, prev_revision=prev,
-                        value=value), None
+            return {"created": 1, "deleted": 0, "create_revision": rev,
+                    "prev_revision": prev, "value": value}, None
         return self._append(key, build)
 
     def update(self, key: str, value: bytes, expected_revision: int) -> Event:
         """Append a new version; the key's latest must be `expected_revision` (0 = any)."""
         def build(latest: Row | None, rev: int) -> tuple[dict[str, Any], bytes | None]:
             live = self._require_live(key, latest, expected_revision)
-            return dict(created=0, deleted=0, create_revision=live.create_revision,
-                        prev_revision=live.revision, value=value), live.value
+            return {"created": 0, "deleted": 0, "create_revision": live.create_revision,
+                    "prev_revision": live.revision, "value": value}, live.value
         return self._append(key, build)
 
     def delete(self, key: str, expected_revision: int = 0) -> Event:
         """Append a tombstone carrying the last value; the latest must be `expected_revision`."""
         def build(latest: Row | None, rev: int) -> tuple[dict[str, Any], bytes | None]:
             live = self._require_live(key, latest, expected_revision)
-            return dict(created=0, deleted=1, create_revision=live.create_revision,
-                        prev_revision=live.revision, value=live.value), live.value
+            return {"created": 0, "deleted": 1, "create_revision": live.create_revision,
+                    "prev_revision": live.revision, "value": live.value}, live.value
         return self._append(key, build)
 
     @staticmethod

@@ -162,7 +162,7 @@ def test_reads_past_the_value_cache_budget_stay_right(store: backend.Store) -> N
         store.delete(key, store.get(key).revision)  # type: ignore[union-attr]
     assert store.log._values.size <= store.log._values.budget
     for i in range(20):
-        row = store.get(f"/registry/pods/ns/p{i:02d}")
+        row = store.get(f"/registry/pods/ns/p{i:02d}", for_write=i % 2 == 0)
         if i % 3 == 0:
             assert row is None
         else:
