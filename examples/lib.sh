@@ -14,8 +14,14 @@ wait_until() {
 }
 pod_ready() { kubectl wait --for=condition=Ready "pod/$1" --timeout="${2:-90}s" >/dev/null \
     || { kubectl describe pod "$1" | tail -15; fail "pod $1 is not Ready"; }; }
-# The lab's NFS server container (compose project storagelab-lab, service nfs).
+# The lab's container of a compose service, running or not (compose project storagelab-lab).
+lab_container() {
+    docker ps -aq --filter label=com.docker.compose.project="${COMPOSE_PROJECT_NAME:-storagelab-lab}" \
+        --filter label=com.docker.compose.service="$1" | head -n1
+}
+is_running() { [ "$(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
+# The lab's NFS server container while it runs (service nfs).
 nfs_server() {
-    docker ps -q --filter label=com.docker.compose.project="${COMPOSE_PROJECT_NAME:-storagelab-lab}" \
-        --filter label=com.docker.compose.service=nfs | head -n1
+    server=$(lab_container nfs)
+    if [ -n "$server" ] && is_running "$server"; then echo "$server"; fi
 }
