@@ -799,6 +799,10 @@ _STORAGELAB_CONTROLLERS = [
                                       "persistentvolumes/status"]),
     _rule(READ, ["storage.k8s.io"], ["storageclasses", "csinodes", "csidrivers",
                                      "csistoragecapacities"]),
+    # storage capacity (storage/capacity.py): the external-provisioner's capacity objects and
+    # the CSIDriver objects of our drivers, which a driver's deployment would install.
+    _rule(["create", "delete", "patch", "update"], ["storage.k8s.io"],
+          ["csistoragecapacities", "csidrivers"]),
     _rule(["get", "list", "patch", "update", "watch"], [""], ["pods"]),
     _rule(["patch", "update"], [""], ["pods/status"]),
     _rule(["create"], [""], ["pods/binding", "bindings"]),

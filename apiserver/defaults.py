@@ -321,6 +321,7 @@ _DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "Event": _default_event,
     "StorageClass": _default_storage_class,
     "CSIDriver": _default_csi_driver,
+    "CSIStorageCapacity": _nothing,
     "Lease": _nothing,
     "Role": _nothing,
     "ClusterRole": _nothing,

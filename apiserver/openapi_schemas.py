@@ -736,6 +736,44 @@ kind_model(STORAGE, "StorageClass", "storage.k8s.io", "v1",
              "default Immediate."),
            f("allowedTopologies", "[]core.TopologySelectorTerm", "Where volumes may be "
              "provisioned.", list_type="atomic"))
+model(STORAGE, "TokenRequest", "A service account token the kubelet passes to the driver.",
+      f("audience", "string", "Intended audience of the token.", required=True),
+      f("expirationSeconds", "int64", "Validity of the token in seconds; at least 600."))
+model(STORAGE, "CSIDriverSpec", "How Kubernetes treats the volumes of a CSI driver.",
+      f("attachRequired", "bool", "Whether volumes must be attached (ControllerPublish) "
+        "before they are mounted; default true. Immutable."),
+      f("fsGroupPolicy", "string", "How pod fsGroup applies to the volumes: "
+        "ReadWriteOnceWithFSType (default), File or None."),
+      f("podInfoOnMount", "bool", "Whether the kubelet passes the pod's name, namespace and "
+        "uid when it publishes a volume; default false."),
+      f("requiresRepublish", "bool", "Whether NodePublishVolume is called periodically; "
+        "default false."),
+      f("seLinuxMount", "bool", "Whether the driver supports the -o context mount option; "
+        "default false."),
+      f("storageCapacity", "bool", "Whether the scheduler consults CSIStorageCapacity "
+        "objects of this driver before it places a pod whose volume is not provisioned yet; "
+        "default false."),
+      f("tokenRequests", "[]TokenRequest", "Service account tokens the driver needs.",
+        list_type="atomic"),
+      f("volumeLifecycleModes", "[]string", "Persistent and/or Ephemeral; default "
+        "Persistent. Immutable.", list_type="set"))
+kind_model(STORAGE, "CSIDriver", "storage.k8s.io", "v1",
+           "A CSI volume driver deployed in the cluster; its name is the driver's name.",
+           f("spec", "CSIDriverSpec", "How Kubernetes treats the driver's volumes.",
+             required=True))
+kind_model(STORAGE, "CSIStorageCapacity", "storage.k8s.io", "v1",
+           "The result of one GetCapacity call: the capacity a StorageClass has left in one "
+           "topology segment (for local volumes, one node). The scheduler reads it for "
+           "drivers whose CSIDriver says storageCapacity: true; no object, an unset or a zero "
+           "capacity all mean that no capacity is available there.",
+           f("nodeTopology", "meta.LabelSelector", "The nodes that can reach this storage; "
+             "unset means none. Immutable."),
+           f("storageClassName", "string", "The StorageClass the capacity was reported for. "
+             "Immutable.", required=True),
+           f("capacity", "Quantity", "Space available for new volumes of the class in this "
+             "segment, as the driver reported it."),
+           f("maximumVolumeSize", "Quantity", "The largest volume that can be created there; "
+             "the scheduler prefers it over capacity when set."))
 model(COORDINATION, "LeaseSpec", "Who holds a lease and until when.",
       f("holderIdentity", "string", "Current holder."),
       f("leaseDurationSeconds", "int32", "Seconds a holder must renew within."),

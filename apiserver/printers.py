@@ -327,6 +327,39 @@ def _print_storage_class(sc: Obj, now: datetime) -> list[Cell]:
             bool(sc.get("allowVolumeExpansion") or False), age(sc, now)]
 
 
+@register_printer("CSIDriver", (
+    NAME, _col("AttachRequired", "Whether volumes must be attached before they are mounted.",
+               "boolean"),
+    _col("PodInfoOnMount", "Whether pod information is passed on mount.", "boolean"),
+    _col("StorageCapacity", "Whether the scheduler checks the driver's storage capacity.",
+         "boolean"),
+    _col("TokenRequests", "Audiences of the service account tokens the driver needs."),
+    _col("RequiresRepublish", "Whether volumes are published again periodically.", "boolean"),
+    _col("Modes", "Volume lifecycle modes the driver supports."), AGE,
+))
+def _print_csi_driver(driver: Obj, now: datetime) -> list[Cell]:
+    spec = driver.get("spec") or {}
+    requests = spec.get("tokenRequests")
+    # No list at all prints "<unset>"; an empty one prints as an empty join.
+    tokens = "<unset>" if requests is None else \
+        ",".join(str(r.get("audience") or "") for r in requests)
+    modes = ",".join(spec.get("volumeLifecycleModes") or ()) or "<none>"
+    return [_name(driver), bool(spec.get("attachRequired", False)),
+            bool(spec.get("podInfoOnMount", False)), bool(spec.get("storageCapacity", False)),
+            tokens, bool(spec.get("requiresRepublish", False)), modes, age(driver, now)]
+
+
+# Kubernetes' capacity columns end at Capacity: no Age column, unlike most kinds.
+@register_printer("CSIStorageCapacity", (
+    NAME, _col("StorageClassName", "The StorageClass the capacity was reported for."),
+    _col("Capacity", "Space available for new volumes of the class there."),
+))
+def _print_csi_storage_capacity(capacity: Obj, now: datetime) -> list[Cell]:
+    value = capacity.get("capacity")
+    return [_name(capacity), str(capacity.get("storageClassName") or ""),
+            "<unset>" if value is None else str(value)]
+
+
 # --- pods ------------------------------------------------------------------------------
 
 

@@ -95,6 +95,9 @@ CONFIG_MAPS = ResourceType(CORE, "v1", "ConfigMap", "configmaps", True, ("cm",))
 SECRETS = ResourceType(CORE, "v1", "Secret", "secrets", True)
 EVENTS = ResourceType(CORE, "v1", "Event", "events", True, ("ev",))
 STORAGE_CLASSES = ResourceType(STORAGE, "v1", "StorageClass", "storageclasses", False, ("sc",))
+CSI_DRIVERS = ResourceType(STORAGE, "v1", "CSIDriver", "csidrivers", False)
+CSI_STORAGE_CAPACITIES = ResourceType(STORAGE, "v1", "CSIStorageCapacity",
+                                      "csistoragecapacities", True)
 LEASES = ResourceType(COORDINATION, "v1", "Lease", "leases", True)
 ROLES = ResourceType(RBAC, "v1", "Role", "roles", True)
 CLUSTER_ROLES = ResourceType(RBAC, "v1", "ClusterRole", "clusterroles", False)
@@ -110,9 +113,9 @@ SELF_SUBJECT_REVIEWS = ResourceType(AUTHENTICATION, "v1", "SelfSubjectReview",
 
 ALL: tuple[ResourceType, ...] = (
     NAMESPACES, NODES, PODS, PERSISTENT_VOLUMES, PERSISTENT_VOLUME_CLAIMS, CONFIG_MAPS,
-    SECRETS, EVENTS, STORAGE_CLASSES, LEASES, ROLES, CLUSTER_ROLES, ROLE_BINDINGS,
-    CLUSTER_ROLE_BINDINGS, SELF_SUBJECT_ACCESS_REVIEWS, SELF_SUBJECT_RULES_REVIEWS,
-    SELF_SUBJECT_REVIEWS,
+    SECRETS, EVENTS, STORAGE_CLASSES, CSI_DRIVERS, CSI_STORAGE_CAPACITIES, LEASES, ROLES,
+    CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS, SELF_SUBJECT_ACCESS_REVIEWS,
+    SELF_SUBJECT_RULES_REVIEWS, SELF_SUBJECT_REVIEWS,
 )
 
 PERSISTED: tuple[ResourceType, ...] = tuple(r for r in ALL if r.persisted)

@@ -4,7 +4,8 @@ kube-apiserver answers 422 Invalid with one `Cause` per offending field, worded 
 pkg/apis/core/validation, pkg/apis/storage/validation, coordination and rbac validation. Clients
 show those messages to people and tests match them, so this module reproduces the rules and
 their text for the kinds storagelab serves: Namespace, Node, Pod, PersistentVolume,
-PersistentVolumeClaim, ConfigMap, Secret, Event, StorageClass, Lease and the RBAC kinds.
+PersistentVolumeClaim, ConfigMap, Secret, Event, StorageClass, CSIDriver, CSIStorageCapacity,
+Lease and the RBAC kinds.
 It also offers the two steps Kubernetes performs while decoding a body, before validation:
 `check_decodable` (quantities and base64 that fail to decode are a 400, not a 422) and
 `canonicalize_quantities` (the stored string of every Quantity is its canonical form).
@@ -250,8 +251,13 @@ def _pod_resource_lists(pod: Obj) -> list[tuple[Any, bool]]:
     return found
 
 
-def _canonical_values(kind: str, values: MutableMapping[str, Any], rounded: bool) -> None:
-    keys = list(values) if rounded else ["sizeLimit"]
+# Quantities that stand alone at the top of an object (not in a ResourceList: no rounding).
+_LONE_QUANTITIES = {"CSIStorageCapacity": ("capacity", "maximumVolumeSize")}
+
+
+def _canonical_values(kind: str, values: MutableMapping[str, Any], rounded: bool,
+                      lone_keys: tuple[str, ...] = ("sizeLimit",)) -> None:
+    keys = list(values) if rounded else list(lone_keys)
     for key in keys:
         raw = values.get(key)
         if raw is None:
@@ -280,6 +286,8 @@ def canonicalize_quantities(kind: str, obj: MutableMapping[str, Any]) -> None:
     """
     for values, rounded in _resource_lists(kind, obj):
         _canonical_values(kind, values, rounded)
+    if kind in _LONE_QUANTITIES:
+        _canonical_values(kind, obj, False, _LONE_QUANTITIES[kind])
 
 
 # --- PersistentVolume ---------------------------------------------------------------------------
@@ -744,24 +752,93 @@ def validate_storage_class_update(new: Obj, old: Obj) -> list[Cause]:
     return causes + validate_storage_class(new)
 
 
-def validate_csi_driver(driver: Obj) -> list[Cause]:
-    meta = _map(driver, "metadata")
-    causes = names.validate_object_meta(meta, False, lambda n, _p: [])
-    causes += validate_csi_driver_name("metadata.name", _str(meta.get("name")))
-    modes = _list(driver, "spec", "volumeLifecycleModes")
-    for mode in modes:
-        if mode not in ("Ephemeral", "Persistent"):
-            causes.append(not_supported("spec.volumeLifecycleModes", mode,
-                                        ("Ephemeral", "Persistent")))
+FS_GROUP_POLICIES = ("File", "None", "ReadWriteOnceWithFSType")
+LIFECYCLE_MODES = ("Persistent", "Ephemeral")  # Kubernetes lists them in this order
+MIN_TOKEN_SECONDS = 10 * 60
+MAX_TOKEN_SECONDS = 1 << 32
+
+
+def _validate_token_requests(requests: list[Any]) -> list[Cause]:
+    causes: list[Cause] = []
+    audiences: set[str] = set()
+    for i, request in enumerate(requests):
+        path, audience = f"spec.tokenRequests[{i}]", _str(_get(request, "audience"))
+        if audience in audiences:
+            causes.append(duplicate(f"{path}.audience", audience))
+            continue
+        audiences.add(audience)
+        seconds = _get(request, "expirationSeconds")
+        if not isinstance(seconds, int):
+            continue
+        if seconds < MIN_TOKEN_SECONDS:
+            causes.append(invalid(f"{path}.expirationSeconds", seconds,
+                                  "may not specify a duration less than 10 minutes"))
+        if seconds > MAX_TOKEN_SECONDS:
+            causes.append(invalid(f"{path}.expirationSeconds", seconds,
+                                  "may not specify a duration larger than 2^32 seconds"))
     return causes
 
 
+def _validate_csi_driver_spec(spec: Obj) -> list[Cause]:
+    # The misspelt path "attachedRequired" is what Kubernetes reports.
+    causes = [required(f"spec.{path}") for key, path in (
+        ("attachRequired", "attachedRequired"), ("podInfoOnMount", "podInfoOnMount"),
+        ("storageCapacity", "storageCapacity"), ("seLinuxMount", "seLinuxMount"))
+        if spec.get(key) is None]
+    policy = spec.get("fsGroupPolicy")
+    if policy is not None and policy not in FS_GROUP_POLICIES:
+        causes.append(not_supported("spec.fsGroupPolicy", policy, FS_GROUP_POLICIES))
+    causes += _validate_token_requests(_list(spec, "tokenRequests"))
+    return causes + [not_supported("spec.volumeLifecycleModes", mode, LIFECYCLE_MODES)
+                     for mode in _list(spec, "volumeLifecycleModes")
+                     if mode not in LIFECYCLE_MODES]
+
+
+def validate_csi_driver(driver: Obj) -> list[Cause]:
+    """ValidateCSIDriver: the name is a DNS subdomain; spec as validateCSIDriverSpec."""
+    causes = names.validate_object_meta(_map(driver, "metadata"), False,
+                                        names.name_is_dns_subdomain)
+    return causes + _validate_csi_driver_spec(_map(driver, "spec"))
+
+
 def validate_csi_driver_update(new: Obj, old: Obj) -> list[Cause]:
+    """Only attachRequired and volumeLifecycleModes are immutable since Kubernetes 1.28."""
     causes = names.validate_object_meta_update(_map(new, "metadata"), _map(old, "metadata"))
-    for key in ("attachRequired", "podInfoOnMount", "volumeLifecycleModes"):
+    causes += _validate_csi_driver_spec(_map(new, "spec"))
+    for key, path in (("attachRequired", "attachedRequired"),
+                      ("volumeLifecycleModes", "volumeLifecycleModes")):
         if _get(new, "spec", key) != _get(old, "spec", key):
-            causes.append(immutable(f"spec.{key}", _get(new, "spec", key)))
-    return causes + validate_csi_driver(new)
+            causes.append(immutable(f"spec.{path}", _get(new, "spec", key)))
+    return causes
+
+
+# --- CSIStorageCapacity ------------------------------------------------------------------------
+
+def validate_csi_storage_capacity(capacity: Obj) -> list[Cause]:
+    """ValidateCSIStorageCapacity: maximumVolumeSize is not checked, as in Kubernetes."""
+    causes = names.validate_object_meta(_map(capacity, "metadata"), True,
+                                        names.name_is_dns_subdomain)
+    topology = capacity.get("nodeTopology")
+    causes += labels.validate_label_selector(
+        topology if isinstance(topology, Mapping) else None, "nodeTopology")
+    class_name = _str(capacity.get("storageClassName"))
+    causes += _name_causes("storageClassName", class_name,
+                           names.name_is_dns_subdomain(class_name, False))
+    if capacity.get("capacity") is not None:
+        causes += _nonnegative_quantity("capacity", capacity["capacity"])
+    return causes
+
+
+def validate_csi_storage_capacity_update(new: Obj, old: Obj) -> list[Cause]:
+    """The strategy validates the new object whole, then that the inputs of the GetCapacity
+    call (topology and class) did not change."""
+    causes = validate_csi_storage_capacity(new)
+    causes += names.validate_object_meta_update(_map(new, "metadata"), _map(old, "metadata"))
+    if new.get("nodeTopology") != old.get("nodeTopology"):
+        causes.append(immutable("nodeTopology", new.get("nodeTopology")))
+    if new.get("storageClassName") != old.get("storageClassName"):
+        causes.append(immutable("storageClassName", _str(new.get("storageClassName"))))
+    return causes
 
 
 # --- ConfigMap and Secret ----------------------------------------------------------------------
@@ -1460,6 +1537,7 @@ _CREATE: dict[str, Validator] = {
     "Event": validate_event,
     "StorageClass": validate_storage_class,
     "CSIDriver": validate_csi_driver,
+    "CSIStorageCapacity": validate_csi_storage_capacity,
     "Lease": validate_lease,
     "Role": _role_validator(True),
     "ClusterRole": _role_validator(False),
@@ -1477,6 +1555,7 @@ _UPDATE: dict[str, UpdateValidator] = {
     "Event": validate_event_update,
     "StorageClass": validate_storage_class_update,
     "CSIDriver": validate_csi_driver_update,
+    "CSIStorageCapacity": validate_csi_storage_capacity_update,
     "Lease": validate_lease_update,
     "Role": _plain_update(_role_validator(True)),
     "ClusterRole": _plain_update(_role_validator(False)),
@@ -1484,7 +1563,7 @@ _UPDATE: dict[str, UpdateValidator] = {
     "ClusterRoleBinding": _binding_update_validator(False),
 }
 _NAMESPACED = frozenset({"Pod", "PersistentVolumeClaim", "ConfigMap", "Secret", "Event", "Lease",
-                         "Role", "RoleBinding"})
+                         "Role", "RoleBinding", "CSIStorageCapacity"})
 
 
 def validate(kind: str, obj: Obj) -> list[Cause]:

@@ -1,7 +1,8 @@
 """The controller-manager: every storage controller in one process, under leader election.
 
 `run(config)` builds the lightkube client from a kubeconfig, the shared informers, the event
-recorder and the controllers (PV binder/reclaimer, PVC and PV protection), and runs them while
+recorder and the controllers (PV binder/reclaimer, PVC and PV protection, and with
+provisioning the provisioner, resizer and storage-capacity publisher), and runs them while
 this process holds the Lease, so that two copies never both act. Losing the lease stops the
 controllers and ends `run` with `LeadershipLost` (the process exits, as kube-controller-manager
 does, and a supervisor restarts it); a clean shutdown releases the lease for the successor.
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage import (  # --- node lifecycle: nodelifecycle added
+    capacity,
     nodelifecycle,
     protection,
     provisioner,
@@ -100,6 +102,11 @@ class ControllerManager:
         self.resizer = resizer.ResizeController(kube, self.informers, provisioning.drivers) \
             if provisioning is not None else None
         # --- end volume expansion
+        # --- storage capacity (storage/capacity.py): CSIStorageCapacity for the scheduler
+        self.capacity = capacity.build(kube, self.informers, provisioning.drivers,
+                                       config.provisioning.local_paths) \
+            if provisioning is not None and config.provisioning is not None else None
+        # --- end storage capacity
         # --- node lifecycle
         self.node_lifecycle = nodelifecycle.NodeLifecycleController(
             kube, self.informers, config.node_lifecycle) \
@@ -122,6 +129,8 @@ class ControllerManager:
                 tasks.append(asyncio.create_task(self.scheduler.run()))
             if self.resizer is not None:  # --- volume expansion
                 tasks.append(asyncio.create_task(self.resizer.run(), name="resizer"))
+            if self.capacity is not None:  # --- storage capacity
+                tasks.append(asyncio.create_task(self.capacity.run(), name="capacity"))
             if self.node_lifecycle is not None:  # --- node lifecycle
                 tasks.append(asyncio.create_task(self.node_lifecycle.run(),
                                                  name="node-lifecycle"))

@@ -396,6 +396,10 @@ class ProvisionController:
         driver = self.drivers[intent.provisioner]
         try:
             request, secret = await self.secrets.request(intent.request(claim))
+            # Recorded on the PV for the resizer, as external-provisioner does.
+            expand_secret = provisioning_secrets.reference(
+                intent.parameters, request.claim, intent.volume,
+                provisioning_secrets.CONTROLLER_EXPAND_SECRET)
         except provisioning_secrets.SecretError as e:
             await self._failed(claim, class_name, e)
         try:
@@ -410,6 +414,9 @@ class ProvisionController:
             return
         pv = build_volume(claim, sc, intent, volume, self.identity)
         pv["metadata"]["annotations"].update(provisioning_secrets.deletion_annotations(secret))
+        if expand_secret is not None:
+            pv["spec"]["csi"]["controllerExpandSecretRef"] = \
+                provisioning_secrets.secret_reference_field(expand_secret)
         try:
             self.volumes.assume(await self.kube.create("PersistentVolume", pv))
         except kube_api.AlreadyExists:

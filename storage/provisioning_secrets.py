@@ -9,6 +9,12 @@ data handed to the driver as `CreateVolumeRequest.secrets`; the PV records where
 in `volume.kubernetes.io/provisioner-deletion-secret-name` / `-namespace`, so deletion finds
 it again even after the class changed or was deleted. Errors say what external-provisioner
 says, so a user searching the message finds the same answers.
+
+Expansion has its own Secret (`csi.storage.k8s.io/controller-expand-secret-name` and
+`-namespace`, same templates, same fallback to the shared pair). external-provisioner resolves
+it when it provisions and records it on the PV as `spec.csi.controllerExpandSecretRef`, which
+external-resizer reads; `for_expansion` does that, and for a PV without the field (made before
+the provisioner recorded it) resolves the class's parameters with the claim instead.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ PROVISIONER_NAME = PREFIX + "provisioner-secret-name"
 PROVISIONER_NAMESPACE = PREFIX + "provisioner-secret-namespace"
 DEFAULT_NAME = PREFIX + "secret-name"
 DEFAULT_NAMESPACE = PREFIX + "secret-namespace"
+CONTROLLER_EXPAND_NAME = PREFIX + "controller-expand-secret-name"
+CONTROLLER_EXPAND_NAMESPACE = PREFIX + "controller-expand-secret-namespace"
 ANN_DELETION_NAME = "volume.kubernetes.io/provisioner-deletion-secret-name"
 ANN_DELETION_NAMESPACE = "volume.kubernetes.io/provisioner-deletion-secret-namespace"
 _TOKEN = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z0-9_]+)")
@@ -54,17 +62,31 @@ class SecretRef:
     namespace: str
 
 
-def _templates(parameters: Mapping[str, str], kind: str, name_key: str,
-               namespace_key: str) -> tuple[str, str]:
+@dataclasses.dataclass(frozen=True)
+class SecretParams:
+    """One of external-provisioner's secretParamsMap: which parameters name which Secret."""
+
+    kind: str
+    name_key: str
+    namespace_key: str
+
+
+PROVISIONER_SECRET = SecretParams("Provisioner", PROVISIONER_NAME, PROVISIONER_NAMESPACE)
+CONTROLLER_EXPAND_SECRET = SecretParams("ControllerExpand", CONTROLLER_EXPAND_NAME,
+                                        CONTROLLER_EXPAND_NAMESPACE)
+DEFAULT_SECRET = SecretParams("Default", DEFAULT_NAME, DEFAULT_NAMESPACE)
+
+
+def _templates(parameters: Mapping[str, str], which: SecretParams) -> tuple[str, str]:
     """verifyAndGetSecretNameAndNamespaceTemplate: both or neither, neither empty."""
-    if (name_key in parameters) != (namespace_key in parameters):
-        raise SecretError(f"either name and namespace for {kind} secrets specified, Both must "
-                          "be specified")
-    if name_key not in parameters:
+    if (which.name_key in parameters) != (which.namespace_key in parameters):
+        raise SecretError(f"either name and namespace for {which.kind} secrets specified, "
+                          "Both must be specified")
+    if which.name_key not in parameters:
         return "", ""
-    name, namespace = parameters[name_key], parameters[namespace_key]
+    name, namespace = parameters[which.name_key], parameters[which.namespace_key]
     if not name or not namespace:
-        raise SecretError(f"{kind} secrets specified in parameters but value of either "
+        raise SecretError(f"{which.kind} secrets specified in parameters but value of either "
                           "namespace or name is empty")
     return name, namespace
 
@@ -97,17 +119,16 @@ def _checked(template: str, resolved: str, invalid: bool, what: str) -> str:
 
 
 def reference(parameters: Mapping[str, str], claim: contract.ClaimMetadata,
-              pv_name: str) -> SecretRef | None:
-    """getSecretReference for the provisioner secret, falling back to the shared one."""
+              pv_name: str, which: SecretParams = PROVISIONER_SECRET) -> SecretRef | None:
+    """getSecretReference for one kind of secret (the provisioner's unless told), falling back
+    to the shared one."""
     try:
-        name_t, namespace_t = _templates(parameters, "Provisioner", PROVISIONER_NAME,
-                                         PROVISIONER_NAMESPACE)
+        name_t, namespace_t = _templates(parameters, which)
     except SecretError as e:
         raise SecretError(f"failed to get name and namespace template from params: {e}") from e
     if not name_t:
         try:
-            name_t, namespace_t = _templates(parameters, "Default", DEFAULT_NAME,
-                                             DEFAULT_NAMESPACE)
+            name_t, namespace_t = _templates(parameters, DEFAULT_SECRET)
         except SecretError as e:
             raise SecretError("failed to get default name and namespace template from params: "
                               f"{e}") from e
@@ -123,6 +144,19 @@ def reference(parameters: Mapping[str, str], claim: contract.ClaimMetadata,
     name = _resolve(name_t, scope)
     name = _checked(name_t, name, bool(names.is_dns1123_subdomain(name)), "secret name")
     return SecretRef(name, namespace)
+
+
+def secret_reference_field(ref: SecretRef | None) -> dict[str, str] | None:
+    """A SecretReference as the PV's spec.csi carries it (controllerExpandSecretRef ...)."""
+    return {"name": ref.name, "namespace": ref.namespace} if ref is not None else None
+
+
+def controller_expand_reference(volume: Mapping[str, Any]) -> SecretRef | None:
+    """The PV's spec.csi.controllerExpandSecretRef, as external-resizer reads it."""
+    raw = ((volume.get("spec") or {}).get("csi") or {}).get("controllerExpandSecretRef")
+    if not isinstance(raw, Mapping) or not raw.get("name"):
+        return None
+    return SecretRef(str(raw["name"]), str(raw.get("namespace") or ""))
 
 
 def deletion_annotations(ref: SecretRef | None) -> dict[str, str]:
@@ -175,6 +209,17 @@ class Secrets:
         except SecretError as e:
             log.warning("volume %s: %s", matching.name_of(volume), e)
             return {}
+
+    async def for_expansion(self, volume: Mapping[str, Any], claim: contract.ClaimMetadata,
+                            sc: Mapping[str, Any] | None) -> dict[str, str]:
+        """The controller-expand secret of a PV: its controllerExpandSecretRef, else what its
+        class names for `claim`; {} when neither names one. Raises SecretError (a bad
+        template, a Secret that cannot be read): expansion then waits and retries."""
+        ref = controller_expand_reference(volume)
+        if ref is None and sc is not None:
+            ref = reference(sc.get("parameters") or {}, claim, matching.name_of(volume),
+                            CONTROLLER_EXPAND_SECRET)
+        return await self.fetch(ref) if ref is not None else {}
 
     async def _deletion_ref(self, volume: Mapping[str, Any]) -> SecretRef | None:
         annotations = matching.annotations_of(volume)

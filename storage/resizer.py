@@ -8,6 +8,10 @@ being attempted and `allocatedResourceStatuses.storage: ControllerResizeInProgre
 driver's `expand_volume` runs; the PV's `spec.capacity` follows; then either the claim's
 `status.capacity` is set (event VolumeResizeSuccessful) or, when the driver says the node must
 finish, the claim gets `FileSystemResizePending` / `NodeResizePending` and the kubelet finishes.
+The driver gets the class's controller-expand Secret (`csi.storage.k8s.io/controller-expand-
+secret-name` / `-namespace`, see `provisioning_secrets.for_expansion`), which the nfs driver
+needs to reach an export over SFTP; a Secret that cannot be read is a VolumeResizeFailed
+event and a retry, the claim's status untouched (not a final error: nothing ran).
 Failures are VolumeResizeFailed events and retries with per-claim exponential backoff; an
 "infeasible" failure (bad argument, no such volume, more than the backend can hold) marks
 `ControllerResizeInfeasible`, is retried slowly, and lets the user lower the request, which
@@ -30,7 +34,7 @@ from typing import Any, NoReturn
 
 from apimachinery import quantity
 from csi_like import contract, errors
-from storage import matching, provisioner
+from storage import matching, provisioner, provisioning_secrets
 from storage.runtime import controller, events, informer, shared, workqueue
 from storage.runtime import kube as kube_api
 
@@ -347,6 +351,8 @@ class ResizeController:
         self.slow_retry = slow_retry
         self.claims = informers.for_kind("PersistentVolumeClaim")
         self.volumes = informers.for_kind("PersistentVolume")
+        self.classes = informers.for_kind("StorageClass")
+        self.secrets = provisioning_secrets.Secrets(kube)
         self.queue = workqueue.WorkQueue("resizer", workqueue.Backoff(base_backoff,
                                                                       max_backoff))
         self.recorders = {name: events.EventRecorder(kube, f"{COMPONENT_PREFIX} {name}")
@@ -422,9 +428,10 @@ class ResizeController:
         pv_name = matching.name_of(volume)
         self._event(name, claim, "Normal", REASON_RESIZING, msg_resizing(pv_name))
         handle = str(volume["spec"]["csi"].get("volumeHandle") or "")
+        secrets = await self._expand_secrets(claim, volume, pv_name, name)
         try:
             result = await asyncio.to_thread(self.drivers[name].expand_volume, handle,
-                                             bytes_of(target))
+                                             bytes_of(target), secrets)
         except errors.NotMine:
             return
         except errors.DriverError as e:
@@ -442,6 +449,17 @@ class ResizeController:
             return
         await self._write_claim(mark_finished(claim, capacity))
         self._event(name, claim, "Normal", REASON_SUCCESSFUL, MSG_SUCCESSFUL)
+
+    async def _expand_secrets(self, claim: Obj, volume: Obj, pv_name: str,
+                              name: str) -> dict[str, str]:
+        sc = self.classes.get(str((volume.get("spec") or {}).get("storageClassName") or ""))
+        try:
+            return await self.secrets.for_expansion(
+                volume, provisioner.claim_metadata(claim, pv_name), sc)
+        except provisioning_secrets.SecretError as e:
+            message = msg_failed(pv_name, name, str(e))
+            self._event(name, claim, "Warning", REASON_FAILED, message)
+            raise controller.RetryLater(message) from e
 
     async def _failed(self, key: str, claim: Obj, pv_name: str, name: str,
                       error: errors.DriverError) -> NoReturn:

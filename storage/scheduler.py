@@ -7,12 +7,15 @@ for their first consumer needs volumes first, as kube-scheduler's VolumeBinding 
 in PreBind: static volumes are bound to the claims (PV claimRef) and claims to provision get
 `volume.kubernetes.io/selected-node`; the pod is bound once every claim is Bound. If the
 provisioner clears the selected node (provisioning failed there), the pod is placed again.
+Before it plans to provision a claim on a node, it checks the CSIStorageCapacity objects of
+the claim's class when the class's CSIDriver asks for it (`storage.capacity` publishes them).
 A pod that fits nowhere stays Pending with a FailedScheduling event and a PodScheduled=False
 condition carrying Kubernetes' "0/N nodes are available: ..." message, and is retried when
-nodes, claims or volumes change, when a pod goes away (it may have held a ReadWriteOncePod
-claim), and with backoff. As kube-scheduler assumes a pod on its node before binding, a pod
-counts as placed from the moment its node is chosen, before any API call: the next pod
-(another worker) sees it, so two pods never both take a ReadWriteOncePod claim.
+nodes, claims, volumes, CSIDrivers or capacities change, when a pod goes away (it may have
+held a ReadWriteOncePod claim), and with backoff. As kube-scheduler assumes a pod on its
+node before binding, a pod counts as placed from the moment its node is chosen, before any
+API call: the next pod (another worker) sees it, so two pods never both take a
+ReadWriteOncePod claim.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from storage import matching, pv_controller
+from storage import matching, provisioner, pv_controller
 from storage import scheduling_filters as sf
 from storage.runtime import controller, events, informer, shared, workqueue
 from storage.runtime import kube as kube_api
-from storage.scheduling_api import SchedulingKube
+from storage.scheduling_api import CSI_DRIVER, CSI_STORAGE_CAPACITY, SchedulingKube
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -76,6 +79,8 @@ class Scheduler:
         self.claims = informers.for_kind("PersistentVolumeClaim")
         self.volumes = informers.for_kind("PersistentVolume")
         self.classes = informers.for_kind("StorageClass")
+        self.csi_drivers = informer.Informer(self.api, CSI_DRIVER)
+        self.capacities = informer.Informer(self.api, CSI_STORAGE_CAPACITY)
         self.recorder = events.EventRecorder(kube, COMPONENT, host=socket.gethostname())
         self.queue = workqueue.WorkQueue("pods")
         self._waiting: dict[str, Waiting] = {}
@@ -96,6 +101,10 @@ class Scheduler:
             lambda v: self._retry_unschedulable(),
             lambda old, new: self._retry_unschedulable()))
         self.classes.add_handlers(informer.Handlers(lambda c: self._retry_unschedulable()))
+        for capacity_informer in (self.csi_drivers, self.capacities):
+            capacity_informer.add_handlers(informer.Handlers(
+                lambda o: self._retry_unschedulable(),
+                lambda old, new: self._retry_unschedulable()))
 
     def _responsible_for(self, pod: Mapping[str, Any]) -> bool:
         spec = pod.get("spec") or {}
@@ -146,12 +155,14 @@ class Scheduler:
     # -- running --------------------------------------------------------------------------
 
     async def run(self, workers: int = 2) -> None:
-        """Run the node informer and the event recorder, then the workers, until cancelled.
-        Expects the shared informers to be running (the controller-manager starts them)."""
-        background = [asyncio.create_task(self.nodes.run(), name="node-informer"),
-                      asyncio.create_task(self.recorder.run(), name="scheduler-events")]
+        """Run its own informers (nodes, CSIDrivers, capacities) and the event recorder, then
+        the workers, until cancelled. Expects the shared informers to be running (the
+        controller-manager starts them)."""
+        own = (self.nodes, self.csi_drivers, self.capacities)
+        background = [asyncio.create_task(i.run(), name=f"{i.kind}-informer") for i in own]
+        background.append(asyncio.create_task(self.recorder.run(), name="scheduler-events"))
         try:
-            await self.nodes.wait_synced()
+            await asyncio.gather(*(i.wait_synced() for i in own))
             await controller.run_workers(self.queue, self.sync_pod, workers)
         finally:
             await controller.cancel_and_wait(background)
@@ -176,8 +187,14 @@ class Scheduler:
         for name in pv_controller.claims_of_pod(pod):
             claim = self.claims.get(f"{namespace}/{name}")
             sc = self.classes.get(matching.claim_class(claim)) if claim else None
-            states.append(sf.ClaimState(name, claim, sc))
+            states.append(sf.ClaimState(name, claim, sc, self._csi_driver_of(sc)))
         return states
+
+    def _csi_driver_of(self, sc: Mapping[str, Any] | None) -> Obj | None:
+        """The CSIDriver named after the class's provisioner (spec.csi.driver of its PVs)."""
+        if sc is None or not sc.get("provisioner"):
+            return None
+        return self.csi_drivers.get(provisioner.csi_driver_name(str(sc["provisioner"])))
 
     def _placed_on(self, pod: Mapping[str, Any]) -> str:
         """The pod's node: bound, assumed (binding), or chosen (waiting for volumes)."""
@@ -208,8 +225,9 @@ class Scheduler:
         unbound = [v for v in volumes.values() if matching.claim_ref(v) is None
                    or any(matching.is_volume_bound_to_claim(v, c.claim)
                           for c in claims if c.claim)]
+        capacities = list(self.capacities)
         verdicts = [sf.filter_node(pod, node, by_node.get(sf.node_name(node), []), claims,
-                                   volumes, unbound, conflicts) for node in nodes]
+                                   volumes, unbound, conflicts, capacities) for node in nodes]
         chosen = sf.pick(verdicts, {n: len(p) for n, p in by_node.items()})
         if chosen is None:
             message = sf.fit_error(len(nodes), {v.node: v.reasons for v in verdicts})

@@ -2,21 +2,26 @@
 
 Kubernetes' scheduler runs filter plugins per node in a fixed order (NodeUnschedulable,
 TaintToleration, NodeAffinity, NodeResourcesFit, VolumeRestrictions, VolumeBinding) and stops
-at the first that fails; the reasons of every node are counted and printed, sorted, as "0/3 nodes are available:
-1 Insufficient cpu, 2 node(s) had volume node affinity conflict.". A PreFilter failure (a
-missing claim, an unbound Immediate claim) applies to the whole pod and is printed once. This
-module is that logic over plain dicts with no I/O, so the wiring in `scheduler` stays thin and
-every rule is tested by tables.
+at the first that fails; the reasons of every node are counted and printed, sorted, as "0/3
+nodes are available: 1 Insufficient cpu, 2 node(s) had volume node affinity conflict.". A
+PreFilter failure (a missing claim, an unbound Immediate claim) applies to the whole pod and
+is printed once. VolumeBinding also checks storage capacity before it plans to provision a
+claim on a node, when the class's CSIDriver opts in (`storageCapacity: true`): some
+CSIStorageCapacity of the class whose nodeTopology selects the node must offer at least the
+claim's request. This module is that logic over plain dicts with no I/O, so the wiring in
+`scheduler` stays thin and every rule is tested by tables.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from apimachinery import labels as label_selectors
 from apimachinery import quantity
 from storage import matching
 
@@ -33,6 +38,7 @@ ERR_NODE_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 ERR_TOO_MANY_PODS = "Too many pods"
 ERR_VOLUME_NODE_CONFLICT = "node(s) had volume node affinity conflict"
 ERR_VOLUME_BIND_CONFLICT = "node(s) didn't find available persistent volumes to bind"
+ERR_NOT_ENOUGH_SPACE = "node(s) did not have enough free storage"
 ERR_PV_NOT_EXIST = "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)"
 ERR_UNBOUND_IMMEDIATE = "pod has unbound immediate PersistentVolumeClaims"
 ERR_RWOP_CONFLICT = ("node has pod using PersistentVolumeClaim with the same name and "
@@ -217,11 +223,13 @@ def insufficient_resources(pod: Mapping[str, Any], node: Mapping[str, Any],
 
 @dataclass(frozen=True)
 class ClaimState:
-    """A pod's claim as the scheduler sees it: the claim (None if missing) and its class."""
+    """A pod's claim as the scheduler sees it: the claim (None if missing), its class and the
+    CSIDriver object of the class's provisioner (None when there is none)."""
 
     name: str
     claim: Obj | None
     storage_class: Obj | None = None
+    csi_driver: Obj | None = None
 
     @property
     def bound_volume(self) -> str:
@@ -270,12 +278,12 @@ def allowed_topologies_match(sc: Mapping[str, Any], node: Mapping[str, Any]) -> 
 
 
 def check_volumes(claims: Sequence[ClaimState], node: Mapping[str, Any],
-                  volumes: Mapping[str, Obj], unbound_volumes: Iterable[Obj]
-                  ) -> tuple[list[str], VolumePlan]:
+                  volumes: Mapping[str, Obj], unbound_volumes: Iterable[Obj],
+                  capacities: Sequence[Obj] = ()) -> tuple[list[str], VolumePlan]:
     """VolumeBinding Filter for one node: the reasons it fails, or the plan that makes it fit.
 
     `volumes` holds every PV by name (for bound claims), `unbound_volumes` the candidates for
-    delayed-binding claims.
+    delayed-binding claims, `capacities` every CSIStorageCapacity.
     """
     reasons: list[str] = []
     labels = matching.labels_of(node)
@@ -288,16 +296,18 @@ def check_volumes(claims: Sequence[ClaimState], node: Mapping[str, Any],
             reasons.append(ERR_PV_NOT_EXIST)
         elif not matching.check_node_affinity(volume, labels):
             reasons.append(ERR_VOLUME_NODE_CONFLICT)
-    plan, bind_conflict = _plan_delayed(claims, node, list(unbound_volumes))
-    if bind_conflict:
-        reasons.append(ERR_VOLUME_BIND_CONFLICT)
+    plan, failure = _plan_delayed(claims, node, list(unbound_volumes), capacities)
+    if failure:
+        reasons.append(failure)
     return sorted(set(reasons)), plan
 
 
 def _plan_delayed(claims: Sequence[ClaimState], node: Mapping[str, Any],
-                  candidates: list[Obj]) -> tuple[VolumePlan, bool]:
+                  candidates: list[Obj], capacities: Sequence[Obj]) -> tuple[VolumePlan, str]:
+    """Static volumes first, then provisioning (checkVolumeProvisions): the first claim that
+    cannot be provisioned here decides the reason."""
     static: dict[str, str] = {}
-    provision: list[str] = []
+    provision: list[ClaimState] = []
     for state in claims:
         if state.bound_volume or state.claim is None or not state.delayed:
             continue
@@ -309,11 +319,14 @@ def _plan_delayed(claims: Sequence[ClaimState], node: Mapping[str, Any],
             found = None
         if found is not None:
             static[state.name] = matching.name_of(found)
-        elif _can_provision(state, node):
-            provision.append(state.name)
         else:
-            return VolumePlan(), True
-    return VolumePlan(static, tuple(provision)), False
+            provision.append(state)
+    for state in provision:
+        if not _can_provision(state, node):
+            return VolumePlan(), ERR_VOLUME_BIND_CONFLICT
+        if not has_enough_capacity(state, node, capacities):
+            return VolumePlan(), ERR_NOT_ENOUGH_SPACE
+    return VolumePlan(static, tuple(s.name for s in provision)), ""
 
 
 def _can_provision(state: ClaimState, node: Mapping[str, Any]) -> bool:
@@ -321,6 +334,58 @@ def _can_provision(state: ClaimState, node: Mapping[str, Any]) -> bool:
     if sc is None or sc.get("provisioner") in (None, "", NO_PROVISIONER):
         return False
     return allowed_topologies_match(sc, node)
+
+
+# ----------------------------------------------------------------------------- capacity
+
+def _bytes(raw: Any) -> int | None:
+    """Quantity.Value(): the amount rounded up to a whole number; None when unset or odd."""
+    if raw is None:
+        return None
+    try:
+        return math.ceil(quantity.parse_quantity(str(raw)))
+    except quantity.QuantityError:
+        return None
+
+
+def capacity_sufficient(capacity: Mapping[str, Any], size: int) -> bool:
+    """maximumVolumeSize when reported (it is the more precise), else capacity; unset is none."""
+    limit = capacity.get("maximumVolumeSize")
+    if limit is None:
+        limit = capacity.get("capacity")
+    value = _bytes(limit)
+    return value is not None and value >= size
+
+
+def node_has_access(node: Mapping[str, Any], capacity: Mapping[str, Any]) -> bool:
+    """nodeTopology selects the node; an unset topology reaches no node at all."""
+    topology = capacity.get("nodeTopology")
+    if not isinstance(topology, Mapping):
+        return False
+    try:
+        selector = label_selectors.from_label_selector(topology)
+    except ValueError:
+        return False  # the apiserver validated it; an odd one reaches nothing
+    return selector.matches(matching.labels_of(node))
+
+
+def capacity_tracked(driver: Mapping[str, Any] | None) -> bool:
+    """The CSIDriver opts into capacity-aware scheduling; no CSIDriver means it does not."""
+    return driver is not None and bool((driver.get("spec") or {}).get("storageCapacity"))
+
+
+def has_enough_capacity(state: ClaimState, node: Mapping[str, Any],
+                        capacities: Sequence[Obj]) -> bool:
+    """hasEnoughCapacity: a claim without a storage request, or whose driver does not track
+    capacity, always fits; otherwise one capacity object of its class that reaches the node
+    must be large enough. No object at all means no capacity, as in Kubernetes."""
+    requests = ((state.claim or {}).get("spec") or {}).get("resources") or {}
+    size = _bytes((requests.get("requests") or {}).get("storage"))
+    if size is None or not capacity_tracked(state.csi_driver):
+        return True
+    class_name = matching.name_of(state.storage_class or {})
+    return any(c.get("storageClassName") == class_name and capacity_sufficient(c, size)
+               and node_has_access(node, c) for c in capacities)
 
 
 # ----------------------------------------------------------------------------- ReadWriteOncePod
@@ -375,9 +440,10 @@ class NodeVerdict:
 def filter_node(pod: Mapping[str, Any], node: Mapping[str, Any],
                 pods_on_node: Sequence[Mapping[str, Any]], claims: Sequence[ClaimState],
                 volumes: Mapping[str, Obj], unbound_volumes: Iterable[Obj],
-                rwop_conflicts: int = 0) -> NodeVerdict:
+                rwop_conflicts: int = 0, capacities: Sequence[Obj] = ()) -> NodeVerdict:
     """The filter plugins in Kubernetes' order; the first that fails gives the reasons.
-    `rwop_conflicts` is what `read_write_once_pod_conflicts` counted for the pod."""
+    `rwop_conflicts` is what `read_write_once_pod_conflicts` counted for the pod,
+    `capacities` every CSIStorageCapacity."""
     name = node_name(node)
     if (node.get("spec") or {}).get("unschedulable") and not unschedulable_tolerated(pod):
         return NodeVerdict(name, (ERR_UNSCHEDULABLE,))
@@ -391,7 +457,7 @@ def filter_node(pod: Mapping[str, Any], node: Mapping[str, Any],
         return NodeVerdict(name, tuple(short))
     if rwop_conflicts > 0:
         return NodeVerdict(name, (ERR_RWOP_CONFLICT,))
-    reasons, plan = check_volumes(claims, node, volumes, unbound_volumes)
+    reasons, plan = check_volumes(claims, node, volumes, unbound_volumes, capacities)
     return NodeVerdict(name, tuple(reasons), plan)
 
 

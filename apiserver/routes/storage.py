@@ -1,4 +1,4 @@
-"""The storage.k8s.io/v1 family: StorageClasses."""
+"""The storage.k8s.io/v1 family: StorageClasses, CSIDrivers and CSIStorageCapacities."""
 
 from __future__ import annotations
 
@@ -8,4 +8,6 @@ from apiserver import resources
 from apiserver.routes import generic
 
 router = APIRouter()
-generic.install(router, resources.STORAGE_CLASSES)
+for _rt in (resources.STORAGE_CLASSES, resources.CSI_DRIVERS,
+            resources.CSI_STORAGE_CAPACITIES):
+    generic.install(router, _rt)

@@ -98,8 +98,9 @@ def test_second_pod_of_a_read_write_once_pod_claim_waits(api: httpx.Client, ns: 
     eventually(lambda: get(api, f"/api/v1/namespaces/{ns}/pods/first") is None, 30,
                "first pod gone")
     wait_placed(api, ns, "second")  # placed by the pod's deletion, nobody touched it
-    assert reasons(api, ns, "second").get("Scheduled", "").endswith(
-        f"{ns}/second to {pod_node(api, ns, 'second')}")
+    scheduled = eventually(lambda: reasons(api, ns, "second").get("Scheduled"), 10,
+                           "Scheduled event (recorded in the background)")
+    assert scheduled.endswith(f"{ns}/second to {pod_node(api, ns, 'second')}")
 
 
 def test_pods_created_together_never_share_the_claim(api: httpx.Client, ns: str) -> None:
