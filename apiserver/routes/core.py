@@ -7,10 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from apimachinery import errors as api_errors
-from apiserver import resources, wire
+from apiserver import resources, threads, wire
 from apiserver.routes import generic
 
 router = APIRouter()
@@ -52,7 +51,7 @@ async def create_binding(request: Request, namespace: str, name: str) -> Respons
         raise api_errors.invalid("Binding", name, [api_errors.Cause(
             "target.kind", 'must be empty or "Node"')])
     registry = generic.registry_of(request)
-    await run_in_threadpool(registry.patch, resources.PODS, namespace, name,
+    await threads.run(registry.patch, resources.PODS, namespace, name,
                             lambda pod: bind_pod(pod, target["name"]), subresource="binding")
     return wire.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                "status": "Success", "code": 201}, 201)

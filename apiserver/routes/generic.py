@@ -16,14 +16,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from apimachinery import errors as api_errors
 from apimachinery import fields as field_selectors
 from apimachinery import jsonwire
 from apimachinery import labels as label_selectors
 from apimachinery import patch as patches
-from apiserver import resources, wire
+from apiserver import resources, threads, wire
 from apiserver.registry import DeleteOptions, ListOptions, Registry
 from apiserver.routes import fastpath
 
@@ -125,7 +124,7 @@ def _collection_get(rt: ResourceType) -> Handler:
         opts = list_options(rt, request)
         if wire.flag(request, "watch"):
             return await serve_watch(rt, request, _ns(rt, request), opts)
-        lst = await run_in_threadpool(registry_of(request).list, rt, _ns(rt, request), opts)
+        lst = await threads.run(registry_of(request).list, rt, _ns(rt, request), opts)
         return wire.render_list(request, rt.kind, lst)
     return handler
 
@@ -137,7 +136,7 @@ def _create(rt: ResourceType) -> Handler:
         if not rt.persisted:
             review = request.app.state.reviews
             return wire.json_response(await review(request, rt, obj), 201)
-        created = await run_in_threadpool(registry_of(request).create, rt, _ns(rt, request),
+        created = await threads.run(registry_of(request).create, rt, _ns(rt, request),
                                           obj, dry_run=_dry_run(request))
         return wire.render(request, rt.kind, created, 201)
     return handler
@@ -213,7 +212,7 @@ def _delete_collection(rt: ResourceType) -> Handler:
                     if e.code != 404:
                         raise
             return lst
-        return wire.render_list(request, rt.kind, await run_in_threadpool(run))
+        return wire.render_list(request, rt.kind, await threads.run(run))
     return handler
 
 
@@ -221,7 +220,7 @@ def _delete_collection(rt: ResourceType) -> Handler:
 
 def _get(rt: ResourceType) -> Handler:
     async def handler(request: Request) -> Response:
-        obj = await run_in_threadpool(registry_of(request).get, rt, _ns(rt, request),
+        obj = await threads.run(registry_of(request).get, rt, _ns(rt, request),
                                       request.path_params["name"])
         return wire.render(request, rt.kind, obj)
     return handler
@@ -231,7 +230,7 @@ def _update(rt: ResourceType, subresource: str) -> Handler:
     async def handler(request: Request) -> Response:
         obj = wire.decode_object(await wire.read_body(request), wire.media_type(request))
         await _check_fields(request, rt, obj)
-        updated = await run_in_threadpool(
+        updated = await threads.run(
             registry_of(request).update, rt, _ns(rt, request), request.path_params["name"], obj,
             subresource=subresource, dry_run=_dry_run(request))
         return wire.render(request, rt.kind, updated)
@@ -248,7 +247,7 @@ def _patch(rt: ResourceType, subresource: str) -> Handler:
 
         def apply(current: Obj) -> Obj:
             return patches.apply_patch(content_type, current, body, rt.kind)
-        patched = await run_in_threadpool(
+        patched = await threads.run(
             registry_of(request).patch, rt, _ns(rt, request), request.path_params["name"],
             apply, subresource=subresource, dry_run=_dry_run(request))
         return wire.render(request, rt.kind, patched)
@@ -274,7 +273,7 @@ async def _delete_options(request: Request) -> DeleteOptions:
 def _delete(rt: ResourceType) -> Handler:
     async def handler(request: Request) -> Response:
         opts = await _delete_options(request)
-        obj, gone = await run_in_threadpool(registry_of(request).delete, rt, _ns(rt, request),
+        obj, gone = await threads.run(registry_of(request).delete, rt, _ns(rt, request),
                                             request.path_params["name"], opts)
         # kube-apiserver answers 202 only to the deprecated orphanDependents=false; a
         # deletion held by finalizers or grace (namespaces, pods) is still a 200.
