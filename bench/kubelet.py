@@ -5,10 +5,13 @@ Starts a real apiserver (bench/common.py) and a real `storagelab kubelet` on Doc
 a running dockerd and `busybox:latest` from `storagelab images build` are needed), then:
 `pod_start_p50/p99`: from the pod's create to both of its containers running, for a pod
 with an emptyDir, a configMap, a secret and a PVC on a hostPath PV (each round makes a new
-configMap, secret, PV and claim, so volume setup is measured, not a warm cache);
+configMap, secret, PV and claim, so volume setup is measured, not a warm cache), on a quiet
+node: the previous round's pod is deleted and its containers gone first, the condition of
+Kubernetes' pod startup SLO; `pod_start_during_teardown_p50/p99`: the same while the
+previous round's pod is being deleted (a rolling update's case);
 `configmap_update_p50/p99`: from a configMap PATCH's answer to the new content in the
 mounted file (read on the node, through the volume's `..data` link, every 5 ms).
-Usage: `.venv/bin/python bench/kubelet.py [--pods 20] [--updates 50]`.
+Usage: `.venv/bin/python -m bench.kubelet [--pods 20] [--updates 50]`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ CONFIGMAP_ANCHOR = ("Kubernetes docs: a mounted ConfigMap update takes up to the
                     "period (60 s default) plus the cache propagation delay")
 CONFIGMAP_ANCHOR_S = 60.0
 MERGE = {"Content-Type": "application/merge-patch+json"}
+POD_UID = "io.kubernetes.pod.uid"
 
 
 def _create(api: httpx.Client, path: str, body: dict[str, Any]) -> None:
@@ -144,19 +148,40 @@ def measure(server: common.ServerHandle, root: Path, tmp: Path, pods: int,
         _create(api, "/api/v1/namespaces", {"metadata": {"name": ns}})
         _wait("node registered", lambda: api.get(f"/api/v1/nodes/{NODE}").status_code == 200,
               timeout=60, every=0.2)
-        starts, last = [], None
+        quiet: list[float] = []
+        last: dict[str, Any] | None = None
         for i in range(pods):
+            if last is not None:
+                _delete_and_wait(api, ns, last, root)
             seconds, last = start_round(api, ns, i, tmp)
-            starts.append(seconds)
-            if i < pods - 1:
-                api.delete(f"/api/v1/namespaces/{ns}/pods/p{i}")
-        emit_pair("pod_start", starts, POD_STARTUP_ANCHOR, POD_STARTUP_SLO_S)
+            quiet.append(seconds)
+        busy: list[float] = []
+        for i in range(pods, 2 * pods):
+            assert last is not None
+            # Its teardown runs while the next pod starts.
+            api.delete(f"/api/v1/namespaces/{ns}/pods/{last['metadata']['name']}")
+            seconds, last = start_round(api, ns, i, tmp)
+            busy.append(seconds)
+        emit_pair("pod_start", quiet, POD_STARTUP_ANCHOR, POD_STARTUP_SLO_S)
+        emit_pair("pod_start_during_teardown", busy, POD_STARTUP_ANCHOR, POD_STARTUP_SLO_S)
         assert last is not None
         emit_pair("configmap_update", update_latencies(api, ns, root, last, updates),
                   CONFIGMAP_ANCHOR, CONFIGMAP_ANCHOR_S)
         api.delete(f"/api/v1/namespaces/{ns}/pods/{last['metadata']['name']}")
         _wait("cleanup", lambda: not (root / "pods").exists() or not any(
             (root / "pods").iterdir()), timeout=60, every=0.2)
+
+
+def _delete_and_wait(api: httpx.Client, ns: str, pod: dict[str, Any], root: Path) -> None:
+    """Delete a pod and wait until the node shows nothing of it: no container, no
+    directory."""
+    import docker
+    client = docker.from_env()
+    uid = pod["metadata"]["uid"]
+    api.delete(f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}")
+    _wait("pod torn down", lambda: not (root / "pods" / uid).exists() and not client
+          .containers.list(all=True, sparse=True, filters={"label": f"{POD_UID}={uid}"}),
+          timeout=60, every=0.05)
 
 
 def emit_pair(name: str, samples: list[float], anchor: str, anchor_value: float) -> None:

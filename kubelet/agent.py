@@ -1,49 +1,78 @@
 """The kubelet's main loop: make the containers and volumes on this node match its pods.
 
-One sync thread wakes on every pod, configMap or secret change (and each second), and for
-each pod bound here converges volumes, then containers, then writes the pod's status; pods
-being deleted are stopped, their volumes torn down, and the deletion confirmed with grace
-period 0. Containers and pod directories that no pod wants any more (after a crash, or a
-deletion missed while down) are removed once the first pod list has arrived.
+A dispatcher wakes on every pod, configMap or secret change (and each second) and hands
+each pod bound here to its pod worker, as Kubernetes' pod workers do: one sync at a time per
+pod, pods side by side, so a slow deletion never delays another pod's start. A sync
+converges the pod's volumes, runs its init containers in order, then its app containers,
+and writes its status; a pod being deleted is stopped, its volumes torn down and the
+deletion confirmed with grace period 0; a pod that has finished (Succeeded, Failed, or
+evicted for outgrowing an emptyDir's sizeLimit) gives its volumes back. Volume operations
+are serialized (the volume manager and its mount records expect one caller at a time);
+Docker calls are not. Containers and pod directories no pod wants any more (after a crash,
+or a deletion missed while down) are removed by a cleanup task.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from docker.models.containers import Container
 
-from apimachinery import quantity
 from kubelet import api as api_module
-from kubelet import envvars, mount, nfs_volumes, runtime, status, subpath, volumes
+from kubelet import containers, eviction, mount, nfs_volumes, runtime, status, volumes
 from kubelet import server as server_module
 from kubelet.config import KubeletConfig
+from kubelet.containers import PodMemory
 from kubelet.node import NodeAgent
 
 Object = dict[str, Any]
 logger = logging.getLogger(__name__)
 TERMINAL = ("Succeeded", "Failed")
+CLEANUP = "\0cleanup"  # the cleanup task's worker key (never a pod uid)
+POD_WORKERS = 8
+ORPHAN_DEFER_S = 5.0
 
 
-@dataclass
-class Backoff:
-    delay: float = 0.0
-    reported_for: str = ""  # finishedAt already announced with a BackOff event
+class PodWorkers:
+    """Runs each key's work on a pool, never twice at once for one key: a dispatch while the
+    key is busy makes the work run once more when the current run ends."""
 
+    def __init__(self, workers: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pod-worker")
+        self.lock = threading.Lock()
+        self.running: set[str] = set()
+        self.again: set[str] = set()
 
-@dataclass
-class PodMemory:
-    """What the kubelet remembers between syncs of one pod (lost on restart, by design)."""
+    def dispatch(self, key: str, work: Callable[[], None]) -> None:
+        with self.lock:
+            if key in self.running:
+                self.again.add(key)
+                return
+            self.running.add(key)
+        self.pool.submit(self._run, key, work)
 
-    backoff: dict[str, Backoff] = field(default_factory=dict)
-    last_status: Object = field(default_factory=dict)
-    reported: set[str] = field(default_factory=set)
+    def busy(self, key: str) -> bool:
+        with self.lock:
+            return key in self.running
+
+    def _run(self, key: str, work: Callable[[], None]) -> None:
+        while True:
+            try:
+                work()
+            except Exception:  # one broken pod must not stop the others
+                logger.exception("sync of %s failed", key)
+            with self.lock:
+                if key not in self.again:
+                    self.running.discard(key)
+                    return
+                self.again.discard(key)
 
 
 class Kubelet:
@@ -57,10 +86,20 @@ class Kubelet:
                                      events=self._event)
         self.volumes = volumes.VolumeManager(cfg.root_dir, self.objects, nfs,
                                              local_driver=volumes.local_driver(cfg))
+        self.volume_lock = threading.Lock()
         self.runtime = runtime.DockerRuntime(str(cfg.root_dir))
         self.memory: dict[str, PodMemory] = {}
+        self.orphans_seen: dict[str, float] = {}  # container id -> first seen orphaned
+        self.sandbox_starts: dict[str, tuple[Future[str], Future[Container]]] = {}
         self.stopped = threading.Event()
+        self.workers = PodWorkers(POD_WORKERS)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="container")
+        self.containers = containers.ContainerSync(cfg, self.runtime, self.objects,
+                                                   self.volumes.pod_dir, self._event, self.pool)
+        self.monitor = eviction.EmptyDirMonitor(
+            self.pods.snapshot,
+            lambda uid, name: self.volumes.volumes_dir(uid, volumes.EMPTY_DIR, name),
+            cfg.eviction_period_s, self.wake.set)
         self.events: queue.Queue[tuple[Object, str, str, str, str]] = queue.Queue()
 
     def run(self) -> None:
@@ -72,6 +111,7 @@ class Kubelet:
         agent.register()
         agent.start()
         self.pods.start()
+        self.monitor.start()
         threading.Thread(target=self._post_events, name="events", daemon=True).start()
         logger.info("kubelet %s running, root %s", self.cfg.node_name, self.cfg.root_dir)
         while not self.stopped.is_set():
@@ -112,24 +152,28 @@ class Kubelet:
             pod = {**pod, "status": memory.last_status}
         return pod
 
+    # --- dispatch -------------------------------------------------------------------------
+
     def sync_all(self) -> None:
-        pods = self.pods.snapshot()
-        for pod in pods:
-            try:
-                if pod["metadata"].get("deletionTimestamp"):
-                    self.kill_pod(pod)
-                else:
-                    self.sync_pod(pod)
-            except Exception:  # one broken pod must not stop the others
-                logger.exception("sync of pod %s failed", pod["metadata"].get("name"))
-        self.cleanup({p["metadata"]["uid"] for p in pods
-                      if not p["metadata"].get("deletionTimestamp")})
+        for pod in self.pods.snapshot():
+            uid = pod["metadata"]["uid"]
+            self.workers.dispatch(uid, self._sync_of(uid))
+        self.workers.dispatch(CLEANUP, self.cleanup)
 
-    # --- one pod --------------------------------------------------------------------------
+    def _sync_of(self, uid: str) -> Callable[[], None]:
+        return lambda: self.sync_uid(uid)
 
-    def _event(self, pod: Object, kind: str, reason: str, message: str, container: str = ""
+    def sync_uid(self, uid: str) -> None:
+        pod = self.pods.get(uid)  # the newest copy: the pod may have changed since dispatch
+        if pod is None:
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            self.kill_pod(pod)
+        else:
+            self.sync_pod(pod)
+
+    def _event(self, pod: Object, kind: str, reason: str, message: str, path: str = ""
                ) -> None:
-        path = f"spec.containers{{{container}}}" if container else ""
         self.events.put((pod, kind, reason, message, path))
 
     def _post_events(self) -> None:
@@ -138,160 +182,165 @@ class Kubelet:
             pod, kind, reason, message, path = self.events.get()
             self.api.event(pod, kind, reason, message, self.cfg.node_name, path)
 
+    # --- one pod --------------------------------------------------------------------------
+
     def sync_pod(self, pod: Object) -> None:
         uid = pod["metadata"]["uid"]
         memory = self.memory.setdefault(uid, PodMemory())
-        phase_now = (pod.get("status") or {}).get("phase")
-        try:
-            ready = self.volumes.setup_pod(pod)
-        except volumes.VolumePending:  # an NFS mount still running: wait, no event yet
-            self.write_status(pod, memory, [
-                status.waiting(c["name"], c.get("image", ""), "ContainerCreating")
-                for c in pod["spec"]["containers"]])
+        found = self.monitor.pending(uid)
+        if found is not None or memory.evicted or _evicted(pod):
+            self.evict(pod, memory, found)
             return
-        except volumes.VolumeSetupError as e:
-            message = f'MountVolume.SetUp failed for volume "{e.volume}" : {e}'
-            if message not in memory.reported:
-                memory.reported.add(message)
-                self._event(pod, "Warning", "FailedMount", message)
-            statuses = [status.waiting(c["name"], c.get("image", ""), "ContainerCreating")
-                        for c in pod["spec"]["containers"]]
-            self.write_status(pod, memory, statuses)
+        if _phase(pod, memory) in TERMINAL:
+            self.finish(pod, memory)
             return
-        # Containers of a pod start side by side: a Docker start takes ~0.5 s here.
-        statuses = list(self.pool.map(
-            lambda c: self.sync_container(pod, c, ready, memory, phase_now in TERMINAL),
-            pod["spec"]["containers"]))
-        self.write_status(pod, memory, statuses)
+        listed = self.runtime.listing(uid)
+        created, sandbox = self.sandbox_of(pod, listed)
+        ready = self.setup_volumes(pod, memory)
+        if ready is None or not self.sandbox_made(pod, memory, created):
+            return
+        run = containers.PodRun(pod, ready, memory,
+                                [c for c in listed if not runtime.is_sandbox(c)],
+                                created.result, sandbox.result)
+        init_statuses, initialized = self.containers.init_containers(run)
+        if initialized:
+            statuses = self.containers.app_containers(run)
+        else:
+            statuses = _waiting(pod["spec"]["containers"], "PodInitializing")
+        self.write_status(pod, memory, statuses, init_statuses, address=_address(sandbox))
 
-    def sync_container(self, pod: Object, container: Object,
-                       ready: dict[str, volumes.ReadyVolume], memory: PodMemory,
-                       terminal: bool) -> Object:
-        uid, name = pod["metadata"]["uid"], container["name"]
-        attempts = self.runtime.attempts(uid, name)
-        if not attempts:
-            if terminal:
-                return status.waiting(name, container.get("image", ""), "ContainerCreating")
-            return self.start(pod, container, ready, memory, 0, None)
-        latest = attempts[0]
-        previous = attempts[1] if len(attempts) > 1 else None
-        count = int(latest.labels.get(runtime.ATTEMPT, "0"))
-        current = runtime.container_status(latest, container.get("image", ""), count, previous)
-        if "terminated" not in current["state"] or terminal:
-            return current
-        code = current["state"]["terminated"]["exitCode"]
-        policy = pod["spec"].get("restartPolicy", "Always")
-        if policy == "Never" or (policy == "OnFailure" and code == 0):
-            return current
-        return self.restart(pod, container, ready, memory, latest, attempts, count)
-
-    def restart(self, pod: Object, container: Object, ready: dict[str, volumes.ReadyVolume],
-                memory: PodMemory, latest: Container, attempts: list[Container],
-                count: int) -> Object:
-        name = container["name"]
-        backoff = memory.backoff.setdefault(name, Backoff())
-        finished = runtime.finished_at(latest)
-        waited = time.time() - _epoch(finished)
-        last = runtime.container_status(latest, container.get("image", ""), count, None)
-        if waited < backoff.delay:
-            message = (f"back-off {int(backoff.delay)}s restarting failed container={name} "
-                       f"pod={pod['metadata']['name']}_{pod['metadata']['namespace']}"
-                       f"({pod['metadata']['uid']})")
-            if backoff.reported_for != finished:
-                backoff.reported_for = finished
-                self._event(pod, "Warning", "BackOff",
-                            f"Back-off restarting failed container {name} in pod "
-                            f"{pod['metadata']['name']}_{pod['metadata']['namespace']}"
-                            f"({pod['metadata']['uid']})", name)
-            return status.waiting(name, container.get("image", ""), "CrashLoopBackOff",
-                                  message, count, last["state"])
-        backoff.delay = min(backoff.delay * 2 or self.cfg.backoff_initial_s,
-                            self.cfg.backoff_max_s)
-        for old in attempts[1:]:
-            self.runtime.stop_and_remove(old, timeout=0)  # keep only the last attempt
-        return self.start(pod, container, ready, memory, count + 1, latest)
-
-    def start(self, pod: Object, container: Object, ready: dict[str, volumes.ReadyVolume],
-              memory: PodMemory, attempt: int, previous: Container | None) -> Object:
-        name, image = container["name"], container.get("image", "")
-        last = (runtime.container_status(previous, image, attempt - 1, None)["state"]
-                if previous is not None else None)
-        try:
-            cfg = self.container_config(pod, container, ready)
-        except (envvars.ContainerConfigError, subpath.SubPathError, OSError,
-                mount.MountError) as e:
-            self._report(pod, memory, name, "Failed", f"Error: {e}")
-            return status.waiting(name, image, "CreateContainerConfigError", str(e),
-                                  attempt, last)
-        try:
-            present = self.runtime.ensure_image(image)
-        except runtime.ImageMissing as e:
-            self._report(pod, memory, name, "Failed", str(e))
-            return status.waiting(name, image, "ErrImagePull", str(e), attempt, last)
-        if present:
-            self._event(pod, "Normal", "Pulled",
-                        f'Container image "{image}" already present on machine', name)
-        try:
-            created = self.runtime.run(pod, container, cfg, attempt)
-        except runtime.RuntimeError_ as e:
-            self._report(pod, memory, name, "Failed", f"Error: {e}")
-            return status.waiting(name, image, "CreateContainerError", str(e), attempt, last)
-        self._event(pod, "Normal", "Created", f"Created container {name}", name)
-        self._event(pod, "Normal", "Started", f"Started container {name}", name)
-        return runtime.container_status(created, image, attempt, previous)
-
-    def _report(self, pod: Object, memory: PodMemory, name: str, reason: str,
-                message: str) -> None:
-        if message not in memory.reported:
-            memory.reported.add(message)
-            self._event(pod, "Warning", reason, message, name)
-
-    def container_config(self, pod: Object, container: Object,
-                         ready: dict[str, volumes.ReadyVolume]) -> runtime.ContainerConfig:
-        env = envvars.resolve(pod, container, self.objects)
-        entrypoint, cmd = envvars.command_line(container, env)
-        limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
-        return runtime.ContainerConfig(
-            image=container.get("image", ""), entrypoint=entrypoint, cmd=cmd, env=env,
-            working_dir=container.get("workingDir", ""),
-            mounts=self.container_mounts(pod, container, ready),
-            mem_limit=int(quantity.parse_quantity(limit)) if limit else None,
-            ports=_ports(container))
-
-    def container_mounts(self, pod: Object, container: Object,
-                         ready: dict[str, volumes.ReadyVolume]
-                         ) -> tuple[tuple[str, str, bool], ...]:
-        out = []
+    def sandbox_of(self, pod: Object, listed: list[Container]
+                   ) -> tuple[Future[str], Future[Container]]:
+        """The pod's sandbox: its id once it exists, and itself once it runs. When none runs,
+        one starts on the pool while the volumes are set up (one start at a time per pod:
+        a start still under way from an earlier sync is waited for, not repeated)."""
         uid = pod["metadata"]["uid"]
-        for index, vm in enumerate(container.get("volumeMounts") or []):
-            volume = ready.get(vm["name"])
-            if volume is None:
-                raise envvars.ContainerConfigError(f"volumeMount {vm['name']!r}: no such volume")
-            read_only = bool(vm.get("readOnly")) or volume.read_only
-            source = volume.host_path
-            if vm.get("subPath"):
-                target = (self.volumes.pod_dir(uid) / "volume-subpaths" / vm["name"]
-                          / container["name"] / str(index))
-                try:
-                    source = subpath.prepare(volume.host_path, vm["subPath"], target, read_only)
-                except subpath.SubPathError as e:
-                    raise subpath.SubPathError(
-                        f'failed to prepare subPath for volumeMount "{vm["name"]}" of '
-                        f'container "{container["name"]}": {e}') from e
-            out.append((str(source), vm["mountPath"], read_only))
-        return tuple(out)
+        under_way = self.sandbox_starts.get(uid)
+        if under_way is not None and not under_way[1].done():
+            return under_way
+        created: Future[str] = Future()
+        sandboxes = [c for c in listed if runtime.is_sandbox(c)]
+        if sandboxes and sandboxes[0].status == "running":
+            running: Future[Container] = Future()
+            created.set_result(sandboxes[0].id)
+            running.set_result(sandboxes[0])
+            return created, running
+        started = self.pool.submit(self._start_sandbox, pod, created)
+        self.sandbox_starts[uid] = (created, started)
+        started.add_done_callback(lambda done: self._sandbox_started(uid, done))
+        return created, started
 
-    def write_status(self, pod: Object, memory: PodMemory, statuses: list[Object]) -> None:
+    def _sandbox_started(self, uid: str, done: Future[Container]) -> None:
+        entry = self.sandbox_starts.get(uid)
+        if entry is not None and entry[1] is done:  # not a newer start's entry
+            del self.sandbox_starts[uid]
+
+    def _start_sandbox(self, pod: Object, created: Future[str]) -> Container:
+        try:
+            return self.runtime.ensure_sandbox(pod, containers.host_ports(pod),
+                                               created.set_result)
+        except BaseException as e:
+            if not created.done():
+                created.set_exception(e)
+            raise
+
+    def sandbox_made(self, pod: Object, memory: PodMemory, created: Future[str]) -> bool:
+        """Whether the pod's sandbox exists (it may still be starting: containers are created
+        meanwhile); when it cannot be made, the pod hears why."""
+        try:
+            created.result()
+            return True
+        except runtime.RuntimeError_ as e:
+            self.not_started(pod, memory, "FailedCreatePodSandBox",
+                             f"Failed to create pod sandbox: {e}")
+        return False
+
+    def setup_volumes(self, pod: Object, memory: PodMemory
+                      ) -> dict[str, volumes.ReadyVolume] | None:
+        """The pod's volumes, ready; None (status written, event sent) when they are not."""
+        try:
+            with self.volume_lock:
+                return self.volumes.setup_pod(pod)
+        except volumes.VolumePending:  # an NFS mount still running: wait, no event yet
+            self.not_started(pod, memory)
+        except volumes.VolumeSetupError as e:
+            self.not_started(pod, memory, "FailedMount",
+                             f'MountVolume.SetUp failed for volume "{e.volume}" : {e}')
+        return None
+
+    def not_started(self, pod: Object, memory: PodMemory, reason: str = "",
+                    message: str = "") -> None:
+        """A pod whose containers cannot start yet: every container waiting, and a warning
+        event (once per message). The status is written first, so whoever sees the event
+        also finds the status that goes with it."""
+        spec = pod["spec"]
+        self.write_status(pod, memory, _waiting(spec["containers"], _creating(pod)),
+                          _waiting(spec.get("initContainers") or [], _creating(pod)),
+                          address="")
+        if reason and message not in memory.reported:
+            memory.reported.add(message)
+            self._event(pod, "Warning", reason, message)
+
+    def evict(self, pod: Object, memory: PodMemory, found: eviction.Eviction | None) -> None:
+        """Stop a pod that outgrew an emptyDir, as the eviction manager does: an Evicted
+        event, its containers stopped at once, phase Failed with reason Evicted."""
+        uid = pod["metadata"]["uid"]
+        if not memory.evicted:
+            memory.evicted = found.message if found else str(
+                (pod.get("status") or {}).get("message", ""))
+            if found is not None:
+                self._event(pod, "Warning", eviction.REASON, found.message)
+                list(self.pool.map(lambda c: self.runtime.stop(c, eviction.GRACE_PERIOD_S),
+                                   self.runtime.listing(uid)))
+        self.finish(pod, memory, {"reason": eviction.REASON, "message": memory.evicted},
+                    "Failed")
+
+    def finish(self, pod: Object, memory: PodMemory, extra: Object | None = None,
+               phase: str | None = None) -> None:
+        """A pod that will not run again: report what its containers show, and give its
+        volumes back (emptyDirs deleted, claims released), as Kubernetes does."""
+        uid = pod["metadata"]["uid"]
+        listed = self.runtime.listing(uid)
+        existing = [c for c in listed if not runtime.is_sandbox(c)]
+        for sandbox in set(listed) - set(existing):  # a finished pod needs no network
+            self.runtime.stop(sandbox, 0)
+        if not memory.volumes_released and not any(c.status == "running" for c in existing):
+            try:
+                with self.volume_lock:
+                    self.volumes.teardown_pod(uid)
+                memory.volumes_released = True
+            except mount.MountError as e:
+                logger.warning("volumes of finished pod %s not released: %s", uid, e)
+        spec = pod["spec"]
+        init_statuses = [containers.observed(c, containers.INIT, existing, _creating(pod))
+                         for c in spec.get("initContainers") or []]
+        statuses = [containers.observed(c, containers.APP, existing, _creating(pod))
+                    for c in spec["containers"]]
+        self.write_status(pod, memory, statuses, init_statuses, extra, phase)
+
+    def write_status(self, pod: Object, memory: PodMemory, statuses: list[Object],
+                     init_statuses: list[Object] | None = None, extra: Object | None = None,
+                     phase: str | None = None, address: str | None = None) -> None:
         old = pod.get("status") or {}
-        names = [c["name"] for c in pod["spec"]["containers"]]
-        phase = status.phase(pod["spec"].get("restartPolicy", "Always"), statuses, len(names))
+        spec = pod["spec"]
+        names = [c["name"] for c in spec["containers"]]
+        init_names = [c["name"] for c in spec.get("initContainers") or []]
+        init_statuses = init_statuses or []
+        before = memory.last_status.get("phase") or old.get("phase")
+        # A pod that finished never runs again, whatever its containers show now.
+        phase = phase or (before if before in TERMINAL else status.phase(
+            spec.get("restartPolicy", "Always"), statuses, len(names), init_statuses,
+            len(init_names)))
         at = status.now()
         new = {"phase": phase, "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}],
                "startTime": old.get("startTime") or at,
-               **_pod_ips(self.runtime.pod_ip(pod["metadata"]["uid"])),
+               **_pod_ips(self.runtime.pod_ip(pod["metadata"]["uid"])
+                          if address is None else address),
                "conditions": status.conditions(old.get("conditions") or [], phase, statuses,
-                                               names, at),
-               "containerStatuses": statuses}
+                                               names, at, init_names, init_statuses),
+               "containerStatuses": statuses, **(extra or {})}
+        if init_names:
+            new["initContainerStatuses"] = init_statuses
         if new == memory.last_status:
             return
         try:
@@ -305,44 +354,75 @@ class Kubelet:
 
     def kill_pod(self, pod: Object) -> None:
         uid = pod["metadata"]["uid"]
-        grace = pod["metadata"].get("deletionGracePeriodSeconds", 30)
-        for c in self.runtime.containers(uid):
-            self.runtime.stop_and_remove(c, timeout=min(int(grace or 0), 10))
-        self.volumes.teardown_pod(uid)
+        grace = min(int(pod["metadata"].get("deletionGracePeriodSeconds", 30) or 0), 10)
+        under_way = self.sandbox_starts.get(uid)
+        if under_way is not None:  # let it finish, so that the listing below finds it
+            concurrent.futures.wait([under_way[1]], timeout=60)
+        # Removed before the deletion is confirmed: once the pod is gone from the API,
+        # nothing of it is left on the node.
+        list(self.pool.map(lambda c: self.runtime.stop_and_remove(c, grace),
+                           self.runtime.containers(uid)))
+        for sandbox in self.runtime.sandboxes(uid):  # last, as Kubernetes' StopPodSandbox
+            self.runtime.stop_and_remove(sandbox, 0)
+        with self.volume_lock:
+            self.volumes.teardown_pod(uid)
         self.memory.pop(uid, None)
+        self.monitor.forget(uid)
         self.api.delete_pod_now(pod["metadata"]["namespace"], pod["metadata"]["name"])
 
-    def cleanup(self, wanted: set[str]) -> None:
-        for c in self.runtime.containers():
-            if c.labels.get(runtime.POD_UID) not in wanted:
-                self.runtime.stop_and_remove(c, timeout=0)
-        deleting = {p["metadata"]["uid"] for p in self.pods.snapshot()} - wanted
-        for uid in self.volumes.pods_on_disk() - wanted - deleting:
+    def cleanup(self) -> None:
+        """Stop and remove what belongs to no pod any more (pods being deleted are their
+        workers'). The pods are gone from the API, so nobody waits on this: it waits while
+        another pod is starting (up to ORPHAN_DEFER_S), as the two would slow each other
+        down in the Docker engine, the way Kubernetes' container GC runs apart from starts."""
+        known = {p["metadata"]["uid"] for p in self.pods.snapshot()}
+        now = time.monotonic()
+        orphans = [o for o in self.runtime.owners() if o.pod_uid not in known]
+        self.orphans_seen = {o.id: self.orphans_seen.get(o.id, now) for o in orphans}
+        for owned in orphans:
+            if not self.runtime.starting or now - self.orphans_seen[owned.id] > ORPHAN_DEFER_S:
+                self.runtime.remove(owned.id)  # forced: killed and removed in one call
+        for uid in self.volumes.pods_on_disk() - known:
+            if self.workers.busy(uid):
+                continue
             try:
-                self.volumes.teardown_pod(uid)
+                with self.volume_lock:
+                    self.volumes.teardown_pod(uid)
             except mount.MountError as e:
                 logger.warning("orphaned pod %s not cleaned: %s", uid, e)
-        for uid in set(self.memory) - wanted:
+        for uid in set(self.memory) - known:
             self.memory.pop(uid, None)
+            self.monitor.forget(uid)
 
 
-def _epoch(stamp: str) -> float:
-    if not stamp:
-        return 0.0
-    return time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+def _phase(pod: Object, memory: PodMemory) -> str:
+    return str(memory.last_status.get("phase") or (pod.get("status") or {}).get("phase", ""))
+
+
+def _evicted(pod: Object) -> bool:
+    """Evicted by an earlier run of this kubelet (the status says so)."""
+    st = pod.get("status") or {}
+    return st.get("phase") == "Failed" and st.get("reason") == eviction.REASON
+
+
+def _creating(pod: Object) -> str:
+    """The waiting reason of containers not created yet (Kubernetes' default state)."""
+    return "PodInitializing" if pod["spec"].get("initContainers") else "ContainerCreating"
+
+
+def _waiting(specs: list[Object], reason: str) -> list[Object]:
+    return [status.waiting(c["name"], c.get("image", ""), reason) for c in specs]
+
+
+def _address(sandbox: Future[Container]) -> str:
+    """The pod's IP: its sandbox's, once that has started ("" when it could not)."""
+    if sandbox.exception() is not None:
+        return ""
+    return runtime.address_of(sandbox.result())
 
 
 def _pod_ips(address: str) -> Object:
     return {"podIP": address, "podIPs": [{"ip": address}]} if address else {}
-
-
-def _ports(container: Object) -> dict[str, tuple[str, int]]:
-    ports = {}
-    for p in container.get("ports") or []:
-        if p.get("hostPort"):
-            key = f"{p['containerPort']}/{p.get('protocol', 'TCP').lower()}"
-            ports[key] = (p.get("hostIP") or "0.0.0.0", int(p["hostPort"]))
-    return ports
 
 
 def main(cfg: KubeletConfig) -> None:

@@ -143,6 +143,10 @@ class PodWatch:
         with self.lock:
             return list(self.pods.values())
 
+    def get(self, uid: str) -> Object | None:
+        with self.lock:
+            return self.pods.get(uid)
+
     def start(self) -> None:
         threading.Thread(target=self._run, name="pod-watch", daemon=True).start()
 

@@ -22,6 +22,9 @@ class KubeletConfig:
     backoff_initial_s: float = 10.0  # Kubernetes' restart back-off: 10s doubling to 300s
     backoff_max_s: float = 300.0
     sync_period_s: float = 1.0
+    # How often disk emptyDirs with a sizeLimit are measured (Kubernetes' eviction manager
+    # looks every 10 s; a walk is cheap here and a runaway writer is stopped sooner).
+    eviction_period_s: float = 2.0
     nfs_mounter: nfs.Preference = "auto"  # --nfs-mounter: kernel when available, else FUSE
     nfs_mount_defaults: tuple[str, ...] = ()  # --nfs-mount-defaults, as nfsmount.conf's
     # --local-path: the base paths of the storagelab.io/local driver on this node.

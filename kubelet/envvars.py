@@ -33,6 +33,27 @@ def expand(value: str, defined: Mapping[str, str]) -> str:
     return _REFERENCE.sub(substitute, value)
 
 
+def expand_sub_path_expr(expr: str, env: Mapping[str, str]) -> str:
+    """A volumeMount's `subPathExpr` with `$(VAR)` taken from the container's environment.
+
+    Unlike in command and args, a reference that is undefined or empty is an error here
+    (Kubernetes' ExpandContainerVolumeMounts), naming every missing variable, sorted.
+    """
+    missing: set[str] = set()
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        value = env.get(match.group(1), "")
+        if not value:
+            missing.add(match.group(1))
+        return value
+    expanded = _REFERENCE.sub(substitute, expr)
+    if missing:
+        raise ContainerConfigError(f"missing value for {', '.join(sorted(missing))}")
+    return expanded
+
+
 def _source_data(objects: ObjectSource, kind: str, namespace: str, name: str
                  ) -> dict[str, str] | None:
     obj = objects.get(kind, namespace, name)

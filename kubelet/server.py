@@ -150,8 +150,7 @@ def find_spec_container(pod: Object, container: str) -> bool:
 def log_container_id(pod: Object, container: str, previous: bool) -> str:
     """The Docker container whose logs answer, by the kubelet's validateContainerLogStatus."""
     name = pod["metadata"]["name"]
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    status = next((s for s in statuses if s.get("name") == container), None)
+    status = _status_of(pod, container)
     if status is None:
         raise LookupFailed(400, f'container "{container}" in pod "{name}" is not available')
     state, last = status.get("state") or {}, status.get("lastState") or {}
@@ -184,11 +183,17 @@ def log_container_id(pod: Object, container: str, previous: bool) -> str:
 
 def running_container_id(pod: Object, container: str) -> str:
     """The running Docker container an exec goes into (the kubelet's findContainer)."""
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    status = next((s for s in statuses if s.get("name") == container), None)
+    status = _status_of(pod, container)
     if status is None or "running" not in (status.get("state") or {}):
         raise LookupFailed(500, f'container not found ("{container}")')
     return _docker_id(status.get("containerID", ""))
+
+
+def _status_of(pod: Object, container: str) -> Object | None:
+    """The container's status, app or init container alike."""
+    st = pod.get("status") or {}
+    statuses = (st.get("containerStatuses") or []) + (st.get("initContainerStatuses") or [])
+    return next((s for s in statuses if s.get("name") == container), None)
 
 
 def _docker_id(container_id: str) -> str:

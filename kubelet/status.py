@@ -28,8 +28,11 @@ def waiting(name: str, image: str, reason: str, message: str = "", restart_count
             "lastState": last or {}}
 
 
-def phase(restart_policy: str, statuses: Sequence[Object], container_count: int) -> str:
-    """Kubernetes' getPhase for a pod without init containers."""
+def phase(restart_policy: str, statuses: Sequence[Object], container_count: int,
+          init_statuses: Sequence[Object] = (), init_count: int = 0) -> str:
+    """Kubernetes' getPhase: init containers first (a failed one under restartPolicy Never
+    fails the pod; a running or unstarted one keeps it Pending), then the app containers."""
+    pending_init, failed_init = _init_progress(init_statuses, init_count)
     running = stopped = succeeded = waiting_count = 0
     for status in statuses:
         state = status.get("state") or {}
@@ -43,7 +46,9 @@ def phase(restart_policy: str, statuses: Sequence[Object], container_count: int)
         else:
             waiting_count += 1
     unknown = container_count - len(statuses)
-    if waiting_count > 0 or unknown > 0:
+    if failed_init > 0 and restart_policy == "Never":
+        return "Failed"
+    if pending_init > 0 or waiting_count > 0 or unknown > 0:
         return "Pending"
     if running > 0:
         return "Running"
@@ -58,6 +63,21 @@ def phase(restart_policy: str, statuses: Sequence[Object], container_count: int)
     return "Pending"
 
 
+def _init_progress(init_statuses: Sequence[Object], init_count: int) -> tuple[int, int]:
+    """(pending, failed) init containers as getPhase counts them."""
+    pending = max(init_count - len(init_statuses), 0)
+    failed = 0
+    for status in init_statuses:
+        state, last = status.get("state") or {}, status.get("lastState") or {}
+        if "terminated" in state:
+            failed += state["terminated"].get("exitCode") != 0
+        elif "waiting" in state and "terminated" in last:
+            failed += last["terminated"].get("exitCode") != 0
+        else:
+            pending += 1  # running, or not started yet
+    return pending, failed
+
+
 def _condition(kind: str, ok: bool, reason: str = "", message: str = "") -> Object:
     c: Object = {"type": kind, "status": "True" if ok else "False"}
     if not ok and reason:
@@ -67,19 +87,47 @@ def _condition(kind: str, ok: bool, reason: str = "", message: str = "") -> Obje
     return c
 
 
-def conditions(previous: Sequence[Object], pod_phase: str, statuses: Sequence[Object],
-               container_names: Sequence[str], at: str) -> list[Object]:
-    """The four pod conditions; lastTransitionTime moves only when a status changes."""
+def _names(names: Sequence[str]) -> str:
+    return f"[{' '.join(names)}]"  # Go's %s of a []string
+
+
+def initialized(init_names: Sequence[str], init_statuses: Sequence[Object],
+                statuses: Sequence[Object], pod_phase: str) -> Object:
+    """Kubernetes' GeneratePodInitializedCondition (regular init containers)."""
+    by_name = {s["name"]: s for s in init_statuses}
+    unknown = [n for n in init_names if n not in by_name]
+    incomplete = [n for n in init_names if n in by_name and not by_name[n].get("ready")]
+    if pod_phase == "Succeeded" and not unknown:
+        return {"type": "Initialized", "status": "True", "reason": "PodCompleted"}
+    if any("running" in (s.get("state") or {}) or "terminated" in (s.get("state") or {})
+           or "terminated" in (s.get("lastState") or {}) for s in statuses):
+        return _condition("Initialized", True)  # app containers ran: initialized before
+    messages = ([f"containers with unknown status: {_names(unknown)}"] if unknown else []) + (
+        [f"containers with incomplete status: {_names(incomplete)}"] if incomplete else [])
+    return _condition("Initialized", not messages, "ContainersNotInitialized",
+                      ", ".join(messages))
+
+
+def containers_ready(pod_phase: str, statuses: Sequence[Object],
+                     container_names: Sequence[str]) -> tuple[bool, str, str]:
+    """(ready, reason, message) shared by ContainersReady and Ready."""
+    if pod_phase in ("Succeeded", "Failed"):
+        return False, "PodCompleted" if pod_phase == "Succeeded" else "PodFailed", ""
     ready_names = {s["name"] for s in statuses if s.get("ready")}
     unready = [n for n in container_names if n not in ready_names]
-    if pod_phase == "Succeeded" or pod_phase == "Failed":
-        reason, message = "PodCompleted", ""
-    else:
-        reason, message = "ContainersNotReady", (
-            f"containers with unready status: [{' '.join(unready)}]")
-    wanted = [_condition("PodScheduled", True), _condition("Initialized", True),
-              _condition("ContainersReady", not unready, reason, message),
-              _condition("Ready", not unready, reason, message)]
+    return not unready, "ContainersNotReady", (
+        f"containers with unready status: {_names(unready)}")
+
+
+def conditions(previous: Sequence[Object], pod_phase: str, statuses: Sequence[Object],
+               container_names: Sequence[str], at: str, init_names: Sequence[str] = (),
+               init_statuses: Sequence[Object] = ()) -> list[Object]:
+    """The four pod conditions; lastTransitionTime moves only when a status changes."""
+    ready, reason, message = containers_ready(pod_phase, statuses, container_names)
+    wanted = [_condition("PodScheduled", True),
+              initialized(init_names, init_statuses, statuses, pod_phase),
+              _condition("ContainersReady", ready, reason, message),
+              _condition("Ready", ready, reason, message)]
     before = {c.get("type"): c for c in previous}
     for c in wanted:
         old = before.get(c["type"])

@@ -6,6 +6,8 @@ laid out as Kubernetes lays it out. `setup_pod` converges one pod (every step id
 so it runs on each sync and is how configMap and secret updates reach mounted files);
 `teardown_pod` and `cleanup_orphans` remove what no pod wants, unmounting before removing,
 and refusing to remove a tree that is still mounted so that a PV's data is never deleted.
+A ReadWriteOncePod volume already mounted for another pod of this node is refused, as the
+kubelet's operation executor refuses it (the scheduler keeps such pods apart across nodes).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +48,14 @@ class VolumeSetupError(Exception):
     def __init__(self, volume: str, message: str) -> None:
         super().__init__(message)
         self.volume = volume
+
+
+class VolumeInUse(VolumeSetupError):
+    """A ReadWriteOncePod volume is mounted for another pod of this node; `volume` is the
+    PersistentVolume's name, as Kubernetes' MountVolume.SetUp error names it."""
+
+
+RWOP_IN_USE = "volume uses the ReadWriteOncePod access mode and is already in use by another pod"
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,7 @@ class VolumeManager:
         self.objects = objects
         self.nfs = nfs if nfs is not None else nfs_volumes.NfsVolumes(root)
         self.local_driver = local_driver  # csi_like local driver, node side
+        self._fetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="volume-objects")
 
     def pod_dir(self, uid: str) -> Path:
         return self.root / "pods" / uid
@@ -93,11 +105,14 @@ class VolumeManager:
     def setup_pod(self, pod: Object) -> dict[str, ReadyVolume]:
         """Every volume of `pod`, set up; raises VolumeSetupError at the first that fails."""
         uid = pod["metadata"]["uid"]
+        self.prefetch(pod)
         self.pod_dir(uid).mkdir(parents=True, exist_ok=True)
         ready = {}
         for volume in pod["spec"].get("volumes") or []:
             try:
                 ready[volume["name"]] = self._setup(pod, volume)
+            except VolumeInUse:
+                raise
             except VolumeSetupError as e:
                 raise VolumeSetupError(volume["name"], str(e)) from e
             except (OSError, mount.MountError, hostpath.HostPathTypeError,
@@ -105,6 +120,17 @@ class VolumeManager:
                     nfs_volumes.NfsVolumeError) as e:
                 raise VolumeSetupError(volume["name"], str(e)) from e
         return ready
+
+    def prefetch(self, pod: Object) -> None:
+        """Read the objects the pod's volumes refer to side by side (the claims' volumes
+        next), so a new pod waits for one API round trip or two, not one per volume."""
+        wanted = referenced_objects(pod)
+        found = list(self._fetch.map(lambda key: self.objects.get(*key), wanted))
+        volume_names = {str(obj["spec"]["volumeName"]) for obj, key in zip(found, wanted)
+                        if key[0] == "persistentvolumeclaims" and obj
+                        and (obj.get("spec") or {}).get("volumeName")}
+        list(self._fetch.map(lambda name: self.objects.get("persistentvolumes", "", name),
+                             sorted(volume_names)))
 
     def _setup(self, pod: Object, volume: Object) -> ReadyVolume:
         name, uid = volume["name"], pod["metadata"]["uid"]
@@ -152,6 +178,9 @@ class VolumeManager:
         uid, claim_name = pod["metadata"]["uid"], source["claimName"]
         pv = bound_volume(self.objects, namespace, claim_name)
         spec = pv["spec"]
+        if spec.get("accessModes") == ["ReadWriteOncePod"] and self.mounted_elsewhere(
+                pv["metadata"]["name"], uid):
+            raise VolumeInUse(pv["metadata"]["name"], RWOP_IN_USE)
         if nfs_volumes.is_nfs_pv(pv):  # --- NFS (kubelet/nfs_volumes.py)
             return self._nfs_claim(pod, name, pv, bool(source.get("readOnly")))
         if (spec.get("csi") or {}).get("driver") == LOCAL_CSI_DRIVER:
@@ -200,6 +229,17 @@ class VolumeManager:
             target = self.volumes_dir(uid, nfs_volumes.NFS_PLUGIN, pv_name)
         return ReadyVolume(name, self.nfs.setup(pod, target, source), source.read_only)
 
+    def mounted_elsewhere(self, pv_name: str, uid: str) -> bool:
+        """Whether the PV is mounted for a pod other than `uid` on this node: the actual
+        state, read from the mount table (`<root>/pods/<uid>/volumes/<plugin>/<pv>[/mount]`)."""
+        pods = Path(os.path.abspath(self.root / "pods"))
+        for m in mount.mounts_under(pods):
+            parts = m.target.relative_to(pods).parts
+            if (len(parts) in (4, 5) and parts[0] != uid and parts[1] == "volumes"
+                    and parts[3] == pv_name and parts[4:] in ((), ("mount",))):
+                return True
+        return False
+
     def teardown_pod(self, uid: str) -> None:
         """Unmount everything of the pod and remove its directory."""
         directory = self.pod_dir(uid)
@@ -217,6 +257,21 @@ class VolumeManager:
         for uid in orphans:
             self.teardown_pod(uid)
         return orphans
+
+
+def referenced_objects(pod: Object) -> list[tuple[str, str, str]]:
+    """(kind, namespace, name) of the configMaps, secrets and claims the pod's volumes use."""
+    namespace = pod["metadata"]["namespace"]
+    out = []
+    for volume in pod["spec"].get("volumes") or []:
+        if "configMap" in volume:
+            out.append(("configmaps", namespace, str(volume["configMap"].get("name", ""))))
+        elif "secret" in volume:
+            out.append(("secrets", namespace, str(volume["secret"].get("secretName", ""))))
+        elif "persistentVolumeClaim" in volume:
+            out.append(("persistentvolumeclaims", namespace,
+                        str(volume["persistentVolumeClaim"]["claimName"])))
+    return out
 
 
 def bound_volume(objects: ObjectSource, namespace: str, claim_name: str) -> Object:

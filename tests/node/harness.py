@@ -1,5 +1,5 @@
-"""A real apiserver and a real kubelet process for the node tests, and helpers to wait on
-pods and to look inside their Docker containers."""
+"""A real apiserver and a real kubelet process for the node tests, and helpers to create
+pods and claims, wait on them, read their events and look inside their Docker containers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,93 @@ def docker_exec(pod: Object, container: str, *cmd: str) -> str:
     code, out = found[0].exec_run(list(cmd))
     assert code == 0, f"{cmd} exited {code}: {out!r}"
     return str(out.decode())
+
+
+def create(api: httpx.Client, path: str, body: Object) -> Object:
+    r = api.post(path, json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def busybox(name: str, script: str, **extra: object) -> Object:
+    return {"name": name, "image": "busybox:latest", "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "-c", script], **extra}
+
+
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+def bound_claim(api: httpx.Client, ns: str, claim: str, host_dir: Path,
+                access_modes: tuple[str, ...] = ("ReadWriteOnce",)) -> str:
+    """A hostPath PV pre-bound to a claim, both marked Bound (no binder runs in these
+    tests); returns the PV's name."""
+    pv = f"pv-{uuid.uuid4().hex[:8]}"
+    create(api, "/api/v1/persistentvolumes", {
+        "metadata": {"name": pv}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": list(access_modes),
+            "hostPath": {"path": str(host_dir), "type": "DirectoryOrCreate"},
+            "claimRef": {"namespace": ns, "name": claim},
+            "persistentVolumeReclaimPolicy": "Retain"}})
+    create(api, f"/api/v1/namespaces/{ns}/persistentvolumeclaims", {
+        "metadata": {"name": claim}, "spec": {
+            "accessModes": list(access_modes), "volumeName": pv,
+            "resources": {"requests": {"storage": "1Gi"}}}})
+    for path in (f"/api/v1/persistentvolumes/{pv}/status",
+                 f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{claim}/status"):
+        r = api.patch(path, json={"status": {"phase": "Bound"}}, headers=MERGE)
+        assert r.status_code == 200, r.text
+    return pv
+
+
+def events_of(api: httpx.Client, ns: str, pod: str) -> list[Object]:
+    items = api.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
+    return [e for e in items if e["involvedObject"]["name"] == pod]
+
+
+def mounts_under(root: Path) -> list[str]:
+    text = Path("/proc/mounts").read_text()
+    return [line for line in text.splitlines() if str(root) in line.split()[1]]
+
+
+def kubelet_containers(root: Path) -> list[str]:
+    import docker
+    # sparse: the list call alone (no inspect that races with the kubelet removing them)
+    return [(c.attrs.get("Names") or ["/"])[0].lstrip("/") for c in docker.from_env()
+            .containers.list(all=True, sparse=True,
+                             filters={"label": f"io.storagelab.kubelet.root={root}"})]
+
+
+def pod_containers(pod: Object, kind: str = "container") -> list[Object]:
+    """The Docker containers of a pod (sparse list entries: Labels, State, Names); `kind`
+    "podsandbox" gives its sandbox instead."""
+    import docker
+    return [c.attrs for c in docker.from_env().containers.list(
+        all=True, sparse=True,
+        filters={"label": [f"io.kubernetes.pod.uid={pod['metadata']['uid']}",
+                           f"io.kubernetes.docker.type={kind}"]})]
+
+
+def delete_all_pods(api: httpx.Client) -> None:
+    """Delete every pod gracefully and wait for the kubelets to confirm each deletion."""
+    for pod in api.get("/api/v1/pods").json()["items"]:
+        api.delete(f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods/"
+                   f"{pod['metadata']['name']}")
+    wait_for("all pods deleted", lambda: not api.get("/api/v1/pods").json()["items"],
+             timeout=60)
+
+
+def delete_pod(api: httpx.Client, ns: str, name: str, timeout: float = 30) -> None:
+    api.delete(f"/api/v1/namespaces/{ns}/pods/{name}")
+    wait_for(f"pod {name} gone", lambda: get_pod(api, ns, name) is None, timeout=timeout)
+
+
+def waiting_state(api: httpx.Client, ns: str, name: str, key: str = "containerStatuses"
+                  ) -> Object | None:
+    """The first container's waiting state once it is something else than the generic
+    ContainerCreating / PodInitializing."""
+    pod = get_pod(api, ns, name) or {}
+    for s in (pod.get("status") or {}).get(key) or []:
+        waiting = (s.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason") not in ("ContainerCreating", "PodInitializing"):
+            return dict(waiting)
+    return None

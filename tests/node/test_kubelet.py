@@ -5,6 +5,7 @@ deletion confirmed, and no mount leaked."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,15 @@ from tests.conftest import ApiServer
 from tests.node.harness import (
     KubeletProcess,
     b64,
+    bound_claim,
+    busybox,
+    create,
+    delete_all_pods,
     docker_exec,
+    events_of,
     get_pod,
+    kubelet_containers,
+    mounts_under,
     require_node_env,
     wait_for,
     wait_phase,
@@ -46,23 +54,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServe
         server.stop()
 
 
-def delete_all_pods(api: httpx.Client) -> None:
-    """Delete every pod gracefully and wait for the kubelet to confirm each deletion."""
-    for pod in api.get("/api/v1/pods").json()["items"]:
-        api.delete(f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods/"
-                   f"{pod['metadata']['name']}")
-    wait_for("all pods deleted", lambda: not api.get("/api/v1/pods").json()["items"],
-             timeout=60)
-
-
-def kubelet_containers(root: Path) -> list[str]:
-    import docker
-    # sparse: the list call alone (no inspect that races with the kubelet removing them)
-    return [(c.attrs.get("Names") or ["/"])[0].lstrip("/") for c in docker.from_env()
-            .containers.list(all=True, sparse=True,
-                             filters={"label": f"io.storagelab.kubelet.root={root}"})]
-
-
 @pytest.fixture()
 def api(cluster: tuple[ApiServer, KubeletProcess]) -> Iterator[httpx.Client]:
     with cluster[0].client() as client:
@@ -74,37 +65,6 @@ def ns(api: httpx.Client) -> str:
     name = f"t-{uuid.uuid4().hex[:8]}"
     assert api.post("/api/v1/namespaces", json={"metadata": {"name": name}}).status_code == 201
     return name
-
-
-def create(api: httpx.Client, path: str, body: dict) -> dict:
-    r = api.post(path, json=body)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-def busybox(name: str, script: str, **extra: object) -> dict:
-    return {"name": name, "image": "busybox:latest", "imagePullPolicy": "IfNotPresent",
-            "command": ["sh", "-c", script], **extra}
-
-
-def bound_claim(api: httpx.Client, ns: str, claim: str, host_dir: Path) -> None:
-    """A hostPath PV pre-bound to a claim, both marked Bound (no binder runs in this test)."""
-    pv = f"pv-{uuid.uuid4().hex[:8]}"
-    create(api, "/api/v1/persistentvolumes", {
-        "metadata": {"name": pv}, "spec": {
-            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-            "hostPath": {"path": str(host_dir), "type": "DirectoryOrCreate"},
-            "claimRef": {"namespace": ns, "name": claim},
-            "persistentVolumeReclaimPolicy": "Retain"}})
-    create(api, f"/api/v1/namespaces/{ns}/persistentvolumeclaims", {
-        "metadata": {"name": claim}, "spec": {
-            "accessModes": ["ReadWriteOnce"], "volumeName": pv,
-            "resources": {"requests": {"storage": "1Gi"}}}})
-    for path in (f"/api/v1/persistentvolumes/{pv}/status",
-                 f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{claim}/status"):
-        r = api.patch(path, json={"status": {"phase": "Bound"}},
-                      headers={"Content-Type": "application/merge-patch+json"})
-        assert r.status_code == 200, r.text
 
 
 def test_node_registers_with_lease(api: httpx.Client) -> None:
@@ -242,11 +202,6 @@ def test_pod_with_every_volume(api: httpx.Client, ns: str,
     assert not mounts_under(root)
 
 
-def mounts_under(root: Path) -> list[str]:
-    text = Path("/proc/mounts").read_text()
-    return [line for line in text.splitlines() if str(root) in line.split()[1]]
-
-
 def test_subpath_escape_is_refused(api: httpx.Client, ns: str, tmp_path: Path,
                                    cluster: tuple[ApiServer, KubeletProcess]) -> None:
     host = tmp_path / "vol"
@@ -325,15 +280,12 @@ def test_restarted_kubelet_adopts_and_cleans(api: httpx.Client, ns: str,
     kubelet.start()
     wait_for("orphan removed", lambda: not gone_dir.exists(), timeout=30)
     assert not mounts_under(gone_dir)
-    assert not [n for n in kubelet_containers(kubelet.root) if "_gone_" in n]
+    # Removal of orphaned containers may wait a little while other pods start.
+    wait_for("orphaned containers removed",
+             lambda: not [n for n in kubelet_containers(kubelet.root) if "_gone_" in n])
     keep = wait_phase(api, ns, "keep", "Running")
     status = keep["status"]["containerStatuses"][0]
     assert (status["containerID"], status["restartCount"]) == (kept_id, 0)
-
-
-def events_of(api: httpx.Client, ns: str, pod: str) -> list[dict]:
-    items = api.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
-    return [e for e in items if e["involvedObject"]["name"] == pod]
 
 
 def test_failed_mount_then_recovers(api: httpx.Client, ns: str) -> None:
@@ -350,8 +302,10 @@ def test_failed_mount_then_recovers(api: httpx.Client, ns: str) -> None:
     assert event["message"] == ('MountVolume.SetUp failed for volume "cfg" : '
                                 'configmap "later" not found')
     assert event["source"] == {"component": "kubelet", "host": NODE}
-    pod = get_pod(api, ns, "waits")
-    assert pod is not None and pod["status"]["phase"] == "Pending"
+    # The event and the status leave separately: wait for the status too.
+    pod = wait_for("status", lambda: (get_pod(api, ns, "waits") or {}).get("status", {})
+                   .get("containerStatuses") and get_pod(api, ns, "waits"))
+    assert pod["status"]["phase"] == "Pending"
     waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
     assert waiting["reason"] == "ContainerCreating"
     create(api, f"/api/v1/namespaces/{ns}/configmaps", {"metadata": {"name": "later"},
@@ -382,9 +336,13 @@ def test_unbound_claim_and_wrong_hostpath_type(api: httpx.Client, ns: str,
         "typed": f'MountVolume.SetUp failed for volume "v" : hostPath type check failed: '
                  f'{tmp_path / "file"} is not a directory'}
     for name, message in expected.items():
-        found = wait_for(f"FailedMount of {name}", lambda n=name: [
-            e["message"] for e in events_of(api, ns, n) if e["reason"] == "FailedMount"])
+        found = wait_for(f"FailedMount of {name}", functools.partial(
+            failed_mounts, api, ns, name))
         assert found[0] == message
+
+
+def failed_mounts(api: httpx.Client, ns: str, name: str) -> list[str]:
+    return [e["message"] for e in events_of(api, ns, name) if e["reason"] == "FailedMount"]
 
 
 def test_read_only_claim_and_config_errors(api: httpx.Client, ns: str, tmp_path: Path) -> None:
@@ -406,7 +364,8 @@ def test_read_only_claim_and_config_errors(api: httpx.Client, ns: str, tmp_path:
         pod, "c", "cat", "/proc/mounts").splitlines() if " ro," in line]
     import docker
     container = docker.from_env().containers.list(filters={"label": [
-        f"io.kubernetes.pod.uid={pod['metadata']['uid']}"]})[0]
+        f"io.kubernetes.pod.uid={pod['metadata']['uid']}",
+        "io.kubernetes.container.name=c"]})[0]
     code, _ = container.exec_run(["touch", "/v/x"])
     assert code != 0 and not (tmp_path / "pv" / "x").exists()
 
