@@ -295,6 +295,11 @@ class NfsVolumes:
             self._ensure_mounted(shared, point)
         self._add_user(shared, target)
         self._report_health(pod, shared, point)
+        if mount.is_mount_point(target) and \
+                nfs.mount_device(str(target)) != nfs.mount_device(str(point)):
+            # A bind of an earlier mount of the export, dead since (its FUSE process went
+            # with the node's container): bind the live one instead.
+            lazy_unmount(target)
         if not mount.is_mount_point(target):  # never stat a bind of a possibly dead export
             self._bind(point, source, target)
         return target

@@ -259,15 +259,45 @@ def _unescape_mountinfo(field_text: str) -> str:
 def mount_fstype(target: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
     """The file system type mounted at `target`, read from the mount table (never stat-ing it,
     which could block on a dead server); None when nothing is mounted there."""
+    found = _visible_mount(target, mountinfo)
+    return found[1] if found else None
+
+
+def mount_device(target: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The `major:minor` of the file system mounted at `target` (each NFS or FUSE mount has
+    its own; a bind shares its source's), from the mount table; None when nothing is."""
+    found = _visible_mount(target, mountinfo)
+    return found[0] if found else None
+
+
+def _visible_mount(target: str, mountinfo: str) -> tuple[str, str] | None:
     wanted = os.path.normpath(target)
-    found: str | None = None
+    found: tuple[str, str] | None = None
     with open(mountinfo, encoding="utf-8", errors="surrogateescape") as table:
         for line in table:
             fields = line.split()
             separator = fields.index("-")
             if _unescape_mountinfo(fields[4]) == wanted:
-                found = fields[separator + 1]  # the last mount on a point is the visible one
+                # The last mount on a point is the visible one.
+                found = (fields[2], fields[separator + 1])
     return found
+
+
+def _fuse_server_running(target: str, proc: str = "/proc") -> bool:
+    """Whether an `nfs_fuse` process serving `target` runs (one made by an earlier kubelet
+    keeps running across a restart of the kubelet alone, not across its container's)."""
+    wanted = os.fsencode(os.path.normpath(target))
+    for pid in os.listdir(proc):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, pid, "cmdline"), "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if b"kubelet.mounters.nfs_fuse" in argv and wanted in argv:
+            return True
+    return False
 
 
 def _run(argv: list[str], timeout: float, what: str) -> None:
@@ -394,6 +424,11 @@ class UserspaceNfsMounter:
         nfs_fuse.config_from_request(request)  # options the userspace client cannot honour
         if self.is_mounted(request.target):
             return
+        if mount_fstype(request.target) == FUSE_FSTYPE:
+            # Its process died (with the node's container): the mount answers ENOTCONN to
+            # everything, forever. Detach it and mount afresh on the same point.
+            _run(["umount", "-l", "--no-canonicalize", request.target], UNMOUNT_TIMEOUT_S,
+                 f"umount -l {request.target}")
         reason = userspace_unavailable_reason()
         if reason is not None:
             raise MounterUnavailable(reason)
@@ -441,7 +476,7 @@ class UserspaceNfsMounter:
 
     def unmount(self, target: str, lazy: bool = True) -> None:
         path = validate_target(target)
-        if self.is_mounted(path):
+        if mount_fstype(path) == FUSE_FSTYPE:  # live or dead, it goes
             try:
                 _run(["fusermount3", "-u", *(["-z"] if lazy else []), path],
                      UNMOUNT_TIMEOUT_S, f"fusermount3 -u {path}")
@@ -456,7 +491,16 @@ class UserspaceNfsMounter:
             _stop(child)
 
     def is_mounted(self, target: str) -> bool:
-        return mount_fstype(validate_target(target)) == FUSE_FSTYPE
+        """A live userspace mount is on `target`: FUSE, and its `nfs_fuse` process runs. One
+        whose process died answers ENOTCONN forever and counts as not mounted."""
+        path = validate_target(target)
+        if mount_fstype(path) != FUSE_FSTYPE:
+            return False
+        with self._lock:
+            child = self._children.get(path)
+        if child is not None:
+            return child.poll() is None
+        return _fuse_server_running(path)
 
 
 def _read_line(fd: int, timeout: float) -> str | None:

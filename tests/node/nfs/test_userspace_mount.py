@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from kubelet import nfs_volumes
 from kubelet.mounters import nfs
 
 from .conftest import GaneshaServer
@@ -221,3 +222,75 @@ def test_permissions_are_enforced_for_other_users(work: tuple[Path, Path]) -> No
     done = subprocess.run([sys.executable, "-c", script, str(client)],
                           capture_output=True, text=True, check=False)
     assert done.returncode != 0 and "PermissionError" in done.stderr
+
+
+def _fuse_pids(target: Path) -> list[int]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"kubelet.mounters.nfs_fuse" in argv and os.fsencode(str(target)) in argv:
+            pids.append(int(pid))
+    return pids
+
+
+def test_a_mount_whose_process_died_is_made_again(ganesha: GaneshaServer,
+                                                  tmp_path: Path) -> None:
+    # A node's container killed takes its FUSE processes with it and leaves the mounts:
+    # they answer ECONNABORTED, then ENOTCONN, forever. The kubelet restarted in a new container (a new mounter
+    # that did not make the mount) must see it dead and mount afresh on the same point.
+    first = nfs.UserspaceNfsMounter()
+    target = tmp_path / "m"
+    target.mkdir()
+    first.mount("127.0.0.1", str(ganesha.export_dir), str(target), ganesha.options)
+    try:
+        restarted = nfs.UserspaceNfsMounter()
+        assert restarted.is_mounted(str(target))  # adopted while its process runs
+        for pid in _fuse_pids(target):
+            os.kill(pid, 9)
+        with pytest.raises(OSError) as dead:
+            os.stat(target)
+        assert dead.value.errno in (errno.ECONNABORTED, errno.ENOTCONN)  # first, then after
+        assert not first.is_mounted(str(target)) and not restarted.is_mounted(str(target))
+        restarted.mount("127.0.0.1", str(ganesha.export_dir), str(target), ganesha.options)
+        assert restarted.is_mounted(str(target))
+        assert os.stat(target).st_ino == os.stat(ganesha.export_dir).st_ino
+        with open("/proc/self/mountinfo") as table:
+            assert sum(line.split()[4] == str(target) for line in table) == 1
+    finally:
+        nfs.UserspaceNfsMounter().unmount(str(target), lazy=True)
+    assert nfs.mount_fstype(str(target)) is None
+
+
+def test_a_restarted_kubelet_rebinds_pods_onto_a_fresh_mount(ganesha: GaneshaServer,
+                                                            tmp_path: Path) -> None:
+    # The lab's case: node container killed and started again. Its pods' volume directories
+    # are binds of the dead mount; the kubelet's next sync of the pod must mount the export
+    # again and bind the pod's directory to the live mount.
+    (ganesha.export_dir / "kept").mkdir(exist_ok=True)
+    (ganesha.export_dir / "kept" / "data").write_text("survives")
+    source = nfs_volumes.NfsSource("127.0.0.1", str(ganesha.export_dir),
+                                   tuple(ganesha.options), "kept", False, "userspace")
+    pod = {"metadata": {"uid": "u-1", "name": "db", "namespace": "team-a"}}
+    pod_dir = tmp_path / "root" / "pods" / "u-1"
+    target = pod_dir / "volumes" / "kubernetes.io~nfs" / "data"
+    target.mkdir(parents=True)
+    before = nfs_volumes.NfsVolumes(tmp_path / "root")
+    before.setup(pod, target, source)
+    assert (target / "data").read_text() == "survives"
+    before.close()
+    for pid in _fuse_pids(before.mount_point(before.shared_for(source))):
+        os.kill(pid, 9)
+    after = nfs_volumes.NfsVolumes(tmp_path / "root")  # the kubelet in its new container
+    try:
+        with pytest.raises(OSError):
+            os.stat(target / "data")
+        after.setup(pod, target, source)
+        assert (target / "data").read_text() == "survives"
+    finally:
+        after.release_pod(pod_dir)
+        after.close()
+    with open("/proc/self/mountinfo") as table:
+        assert str(tmp_path) not in table.read()  # nothing of the pod or the export left
