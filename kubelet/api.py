@@ -4,7 +4,8 @@ Everything above this module works on Kubernetes JSON (dicts). Here the typed li
 resources are chosen by plural name, errors become `NotFound` / `ApiFailure`, and the
 watches the kubelet needs run as daemon threads: the pods bound to this node (list, then
 watch from the list's resourceVersion), and each configMap and secret a pod uses (a watch
-with `metadata.name`, as the node authorizer allows), feeding an `ObjectCache`.
+with `metadata.name`, as the node authorizer allows), feeding an `ObjectCache`; so is the
+kubelet's own Node (its volumesAttached), and CSIDrivers are read there with a TTL.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lightkube.resources.core_v1 import (
     Pod,
     Secret,
 )
+from lightkube.resources.storage_v1 import CSIDriver
 from lightkube.types import PatchType
 
 Object = dict[str, Any]
@@ -36,8 +38,9 @@ logger = logging.getLogger(__name__)
 RESOURCES: dict[str, Any] = {
     "configmaps": ConfigMap, "secrets": Secret, "persistentvolumeclaims": PersistentVolumeClaim,
     "persistentvolumes": PersistentVolume, "pods": Pod, "nodes": Node, "leases": Lease,
-    "events": Event}
-WATCHED_KINDS = ("configmaps", "secrets")
+    "events": Event, "csidrivers": CSIDriver}
+# Watched one by one by name; the own Node too, so that an attach wakes the waiting pod.
+WATCHED_KINDS = ("configmaps", "secrets", "nodes")
 UNWATCHED_TTL_S = 5.0
 
 

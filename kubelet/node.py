@@ -1,9 +1,10 @@
 """Node registration and heartbeat: the Node object and its Lease in kube-node-lease.
 
 As a kubelet does, the Node is created (or, when it exists, its status refreshed) with
-capacity, the `kubernetes.io/hostname` label and a Ready condition; liveness is then shown
-by renewing the node's Lease every `lease_duration / 4` seconds, and the Ready condition's
-heartbeat is refreshed at a slower pace.
+capacity, the `kubernetes.io/hostname` label, the annotation that hands attach/detach to the
+controller-manager, and a Ready condition; liveness is then shown by renewing the node's
+Lease every `lease_duration / 4` seconds, and the Ready condition's heartbeat is refreshed at
+a slower pace.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION_S = 40
 STATUS_EVERY_S = 60.0
 KUBELET_VERSION = "v1.32.0-storagelab"
+# --enable-controller-attach-detach (on by default): the attach/detach controller attaches
+# this node's volumes, and the kubelet waits for them in the Node's status.volumesAttached.
+ANN_CONTROLLER_MANAGED = "volumes.kubernetes.io/controller-managed-attach-detach"
 PRESSURE_CONDITIONS = (("MemoryPressure", "SufficientMemory", "sufficient memory available"),
                        ("DiskPressure", "NoDiskPressure", "no disk pressure"),
                        ("PIDPressure", "SufficientPID", "sufficient PID available"))
@@ -71,7 +75,8 @@ def node_object(name: str) -> Object:
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name,
                                                   "kubernetes.io/os": "linux",
-                                                  "kubernetes.io/arch": "amd64"}}}
+                                                  "kubernetes.io/arch": "amd64"},
+                         "annotations": {ANN_CONTROLLER_MANAGED: "true"}}}
 
 
 class NodeAgent:
@@ -90,10 +95,18 @@ class NodeAgent:
         except api_module.ApiFailure as e:
             if e.code != 409:
                 raise
-            node = self.api.get("nodes", "", self.name)
+            node = self._claim_attach_detach(self.api.get("nodes", "", self.name))
         self.node_uid = node["metadata"]["uid"]
         self.update_status()
         self.renew_lease()
+
+    def _claim_attach_detach(self, node: Object) -> Object:
+        """An existing Node gets the annotation too (reconcileCMADAnnotationWithExistingNode)."""
+        annotations = (node.get("metadata") or {}).get("annotations") or {}
+        if annotations.get(ANN_CONTROLLER_MANAGED) == "true":
+            return node
+        return self.api.patch("nodes", "", self.name,
+                              {"metadata": {"annotations": {ANN_CONTROLLER_MANAGED: "true"}}})
 
     def update_status(self) -> None:
         self.api.patch_status("nodes", "", self.name,

@@ -8,6 +8,10 @@ so it runs on each sync and is how configMap and secret updates reach mounted fi
 and refusing to remove a tree that is still mounted so that a PV's data is never deleted.
 A ReadWriteOncePod volume already mounted for another pod of this node is refused, as the
 kubelet's operation executor refuses it (the scheduler keeps such pods apart across nodes).
+On a node whose attach/detach is controller-managed, a CSI volume whose CSIDriver requires
+attach is mounted only once the attach/detach controller lists it in this Node's
+status.volumesAttached (the kubelet's WaitForAttach); until then the pod waits quietly in
+ContainerCreating and is looked at again at the next sync (each second, and on Node events).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ class ObjectSource(Protocol):
 
     def get(self, kind: str, namespace: str, name: str) -> Object | None:
         """The object (`kind` is the plural resource: configmaps, secrets,
-        persistentvolumeclaims, persistentvolumes), or None when it does not exist."""
+        persistentvolumeclaims, persistentvolumes, nodes, csidrivers), or None when it does
+        not exist."""
         ...
 
 
@@ -73,6 +78,7 @@ VolumePending = nfs_volumes.MountPending
 
 LOCAL_CSI_DRIVER = "local.storagelab.io"
 CSI_PLUGIN = "kubernetes.io~csi"
+ANN_CONTROLLER_MANAGED = "volumes.kubernetes.io/controller-managed-attach-detach"
 
 
 def local_driver(cfg: Any) -> Any:
@@ -181,6 +187,7 @@ class VolumeManager:
         if spec.get("accessModes") == ["ReadWriteOncePod"] and self.mounted_elsewhere(
                 pv["metadata"]["name"], uid):
             raise VolumeInUse(pv["metadata"]["name"], RWOP_IN_USE)
+        self.wait_attached(pod, pv)
         if nfs_volumes.is_nfs_pv(pv):  # --- NFS (kubelet/nfs_volumes.py)
             return self._nfs_claim(pod, name, pv, bool(source.get("readOnly")))
         if (spec.get("csi") or {}).get("driver") == LOCAL_CSI_DRIVER:
@@ -200,6 +207,34 @@ class VolumeManager:
         target = self.volumes_dir(uid, plugin, pv["metadata"]["name"])
         mount.bind_mount(origin, target, read_only=read_only)
         return ReadyVolume(name, target, read_only=read_only)
+
+    def wait_attached(self, pod: Object, pv: Object) -> None:
+        """Raise VolumePending until the controller has attached `pv` to the pod's node,
+        when it is the controller's to attach (see `attach_awaited`). A volume already
+        mounted for the pod is not waited for again (WaitForAttach runs before the mount)."""
+        csi, node_name = pv["spec"].get("csi") or {}, str(pod["spec"].get("nodeName") or "")
+        if not csi or not self.attach_awaited(node_name, str(csi.get("driver") or "")):
+            return
+        unique = f"kubernetes.io/csi/{csi['driver']}^{csi.get('volumeHandle')}"
+        node = self.objects.get("nodes", "", node_name) or {}
+        attached = {str(e.get("name")) for e in
+                    (node.get("status") or {}).get("volumesAttached") or ()}
+        pv_name = pv["metadata"]["name"]
+        target = self.volumes_dir(pod["metadata"]["uid"], CSI_PLUGIN, pv_name) / "mount"
+        if unique not in attached and not mount.is_mount_point(target):
+            raise VolumePending(f"volume {pv_name} is not attached to node {node_name} yet")
+
+    def attach_awaited(self, node_name: str, driver: str) -> bool:
+        """Whether this node's volumes of `driver` are attached by the controller: the Node
+        says attach/detach is controller-managed and the driver's CSIDriver requires attach
+        (attachRequired defaults to true; no CSIDriver object means no attach here)."""
+        node = self.objects.get("nodes", "", node_name) if node_name else None
+        annotations = ((node or {}).get("metadata") or {}).get("annotations") or {}
+        if annotations.get(ANN_CONTROLLER_MANAGED) != "true":
+            return False
+        csi_driver = self.objects.get("csidrivers", "", driver)
+        return csi_driver is not None and \
+            (csi_driver.get("spec") or {}).get("attachRequired") is not False
 
     def _local_csi_claim(self, pod: Object, name: str, pv: Object,
                          read_only: bool) -> ReadyVolume:

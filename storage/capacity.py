@@ -23,8 +23,12 @@ the same object instead of adding one.
 
 At start it makes sure a CSIDriver object exists for each of our drivers, as a driver's
 deployment installs one: `storageCapacity: true` for drivers that report capacity, which
-makes the scheduler consult these objects; `attachRequired: false` since neither driver
-attaches. An existing CSIDriver is left as the administrator has it.
+makes the scheduler consult these objects; `attachRequired: true` for the nfs driver only,
+whose volumes any node can mount, so that the attach/detach controller keeps a ReadWriteOnce
+one on one node at a time (local volumes are pinned to their node by node affinity). An
+existing CSIDriver is left as the administrator has it, except one that we made (labelled
+`app.kubernetes.io/managed-by`) and that differs from ours: attachRequired and
+volumeLifecycleModes are immutable, so it is deleted and made again, as an administrator would.
 """
 
 from __future__ import annotations
@@ -56,6 +60,20 @@ WAIT_FOR_FIRST_CONSUMER = "WaitForFirstConsumer"
 STORAGE_API_VERSION = "storage.k8s.io/v1"
 
 NodeFilter = Callable[[str], bool]
+# Drivers whose volumes the attach/detach controller attaches (storage/attachdetach.py).
+ATTACH_REQUIRED = frozenset({provisioner.NFS})
+LABEL_APP_MANAGED_BY = "app.kubernetes.io/managed-by"
+CSI_DRIVER_MANAGER = "storagelab-controller-manager"
+
+
+def outdated_csi_driver(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether `existing` is one we made whose spec differs from `wanted` in a field we set
+    (a CSIDriver made by someone else is theirs, whatever it says)."""
+    labels = (existing.get("metadata") or {}).get("labels") or {}
+    if labels.get(LABEL_APP_MANAGED_BY) != CSI_DRIVER_MANAGER:
+        return False
+    spec = existing.get("spec") or {}
+    return any(spec.get(k) != v for k, v in (wanted.get("spec") or {}).items())
 
 
 def reports_capacity(driver: contract.Driver) -> bool:
@@ -68,8 +86,10 @@ def reports_capacity(driver: contract.Driver) -> bool:
 def csi_driver_object(provisioner_name: str, driver: contract.Driver) -> Obj:
     """The CSIDriver a deployment of this driver would install."""
     return {"apiVersion": STORAGE_API_VERSION, "kind": "CSIDriver",
-            "metadata": {"name": provisioner.csi_driver_name(provisioner_name)},
-            "spec": {"attachRequired": False, "podInfoOnMount": False,
+            "metadata": {"name": provisioner.csi_driver_name(provisioner_name),
+                         "labels": {LABEL_APP_MANAGED_BY: CSI_DRIVER_MANAGER}},
+            "spec": {"attachRequired": provisioner_name in ATTACH_REQUIRED,
+                     "podInfoOnMount": False,
                      "storageCapacity": reports_capacity(driver),
                      "volumeLifecycleModes": ["Persistent"]}}
 
@@ -290,14 +310,24 @@ class CapacityController:
             if name in self._installed:
                 continue
             try:
-                await self.api.create(CSI_DRIVER, csi_driver_object(name, driver))
-            except kube_api.AlreadyExists:
-                pass
+                await self._ensure_csi_driver(csi_driver_object(name, driver))
             except kube_api.KubeError as e:
                 # Without it the scheduler only skips the capacity check; keep publishing.
                 log.warning("could not create the CSIDriver of %s: %s", name, e)
                 continue
             self._installed.add(name)
+
+    async def _ensure_csi_driver(self, wanted: Obj) -> None:
+        name = wanted["metadata"]["name"]
+        try:
+            await self.api.create(CSI_DRIVER, wanted)
+            return
+        except kube_api.AlreadyExists:
+            existing = await self.api.get(CSI_DRIVER, name)
+        if outdated_csi_driver(existing, wanted):
+            log.info("CSIDriver %s differs from ours; deleting and creating it again", name)
+            await self.api.delete(CSI_DRIVER, name)
+            await self.api.create(CSI_DRIVER, wanted)
 
     # -- one (class, node) ----------------------------------------------------------------
 

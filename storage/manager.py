@@ -1,11 +1,12 @@
 """The controller-manager: every storage controller in one process, under leader election.
 
 `run(config)` builds the lightkube client from a kubeconfig, the shared informers, the event
-recorder and the controllers (PV binder/reclaimer, PVC and PV protection, and with
-provisioning the provisioner, resizer and storage-capacity publisher), and runs them while
-this process holds the Lease, so that two copies never both act. Losing the lease stops the
-controllers and ends `run` with `LeadershipLost` (the process exits, as kube-controller-manager
-does, and a supervisor restarts it); a clean shutdown releases the lease for the successor.
+recorder and the controllers (PV binder/reclaimer, PVC and PV protection, attach/detach, and
+with provisioning the provisioner, resizer and storage-capacity publisher), and runs them
+while this process holds the Lease, so that two copies never both act. Losing the lease stops
+the controllers and ends `run` with `LeadershipLost` (the process exits, as
+kube-controller-manager does, and a supervisor restarts it); a clean shutdown releases the
+lease for the successor.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage import (  # --- node lifecycle: nodelifecycle added
+    attachdetach,
     capacity,
     nodelifecycle,
     protection,
@@ -61,6 +63,7 @@ class ManagerConfig:
     node_lifecycle: nodelifecycle.LifecycleConfig | None = field(
         default_factory=nodelifecycle.LifecycleConfig)
     # --- end node lifecycle
+    run_attach_detach: bool = True  # --- attach/detach (storage/attachdetach.py)
 
     def __post_init__(self) -> None:
         if not Path(self.kubeconfig).is_file():
@@ -112,6 +115,9 @@ class ControllerManager:
             kube, self.informers, config.node_lifecycle) \
             if config.node_lifecycle is not None else None
         # --- end node lifecycle
+        # --- attach/detach: one node at a time for ReadWriteOnce volumes
+        self.attach_detach = attachdetach.AttachDetachController(kube, self.informers) \
+            if config.run_attach_detach else None
 
     async def run_controllers(self) -> None:
         tasks = [asyncio.create_task(self.informers.run(), name="informers"),
@@ -134,6 +140,9 @@ class ControllerManager:
             if self.node_lifecycle is not None:  # --- node lifecycle
                 tasks.append(asyncio.create_task(self.node_lifecycle.run(),
                                                  name="node-lifecycle"))
+            if self.attach_detach is not None:  # --- attach/detach
+                tasks.append(asyncio.create_task(self.attach_detach.run(),
+                                                 name="attach-detach"))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()

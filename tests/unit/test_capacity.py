@@ -26,7 +26,8 @@ def test_which_drivers_report_capacity_per_node() -> None:
 def test_csi_driver_objects() -> None:
     obj = capacity.csi_driver_object(LOCAL, local.LocalDriver(local.LocalConfig({})))
     assert obj == {"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
-                   "metadata": {"name": "local.storagelab.io"},
+                   "metadata": {"name": "local.storagelab.io", "labels": {
+                       "app.kubernetes.io/managed-by": "storagelab-controller-manager"}},
                    "spec": {"attachRequired": False, "podInfoOnMount": False,
                             "storageCapacity": True, "volumeLifecycleModes": ["Persistent"]}}
     other = capacity.csi_driver_object(NFS, nfs.NfsDriver())
