@@ -498,8 +498,9 @@ class UserspaceNfsMounter:
             return False
         with self._lock:
             child = self._children.get(path)
-        if child is not None:
-            return child.poll() is None
+        if child is not None and child.poll() is not None:
+            return False
+        # Also for our own child: an exiting process is not yet reaped but has no cmdline.
         return _fuse_server_running(path)
 
 

@@ -10,7 +10,6 @@ and binding 10,000 claims must take near-linear time, with thousands of Released
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -445,11 +444,14 @@ def test_index_updates_equal_a_fresh_index(events: list[tuple[bool, Obj]]) -> No
 
 
 # ---------------------------------------------------------------------------------------------
-# Speed.
+# Work per claim. Speed itself is bench/binding.py's to measure (no timed assertions here);
+# what a test can pin is that binding a claim examines a bounded number of volumes, however
+# many there are: a linear scan per claim is what made binding quadratic.
 
 
-def bind_everything(n: int, released: int) -> float:
-    """Seconds the decision loop takes to bind n claims to n volumes among released others."""
+def bind_everything(n: int, released: int, monkeypatch: pytest.MonkeyPatch) -> float:
+    """Volumes examined per claim (fit and pre-bound checks) while the decision loop binds n
+    claims to n volumes among `released` Released others."""
     rng = random.Random(n)
     sizes = [rng.randint(1, 500) for _ in range(n)]
     modes = [(RWO,), (RWO, RWX), (RWX,)]
@@ -475,26 +477,35 @@ def bind_everything(n: int, released: int) -> float:
     cluster.index = matching.VolumeIndex(volumes)
     cluster.pvs = {matching.name_of(v): v for v in volumes}
     cluster.pvcs = {matching.claim_key(c): c for c in claims}
-    start = time.perf_counter()
+    examined = [0]
+    for name in ("_fits_any_claim_of_its_kind", "is_volume_bound_to_claim"):
+        monkeypatch.setattr(matching, name, _counting(getattr(matching, name), examined))
     for key in list(cluster.pvcs):
         cluster.sync_claim(key)
-    elapsed = time.perf_counter() - start
+    monkeypatch.undo()
     assert all(matching.phase_of(c) == "Bound" for c in cluster.pvcs.values())
-    return elapsed
+    return examined[0] / n
+
+
+def _counting(check: Any, count: list[int]) -> Any:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        count[0] += 1
+        return check(*args, **kwargs)
+    return counted
 
 
 @pytest.mark.slow
-def test_binding_ten_thousand_claims_is_near_linear() -> None:
-    small = min(bind_everything(2_500, released=1_250) for _ in range(2))
-    large = bind_everything(10_000, released=5_000)
-    assert large < 30.0, f"10,000 binds took {large:.1f}s"
-    # Four times the work: linear is 4x, quadratic 16x. Leave room for a busy machine.
-    assert large / small < 8, f"2,500 binds {small:.2f}s, 10,000 binds {large:.2f}s"
+def test_binding_ten_thousand_claims_examines_a_bounded_number_of_volumes_each(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    small = bind_everything(2_500, released=1_250, monkeypatch=monkeypatch)
+    large = bind_everything(10_000, released=5_000, monkeypatch=monkeypatch)
+    # Linear binding examines the same few volumes per claim at any n; a scan, n of them.
+    assert large <= max(2 * small, 8), f"{small:.1f} per claim at 2,500, {large:.1f} at 10,000"
 
 
 @pytest.mark.slow
-def test_released_volumes_do_not_slow_binding_down() -> None:
-    plain = min(bind_everything(2_500, released=0) for _ in range(2))
-    crowded = min(bind_everything(2_500, released=5_000) for _ in range(2))
-    assert crowded < 5.0, f"2,500 binds among 5,000 Released volumes took {crowded:.1f}s"
-    assert crowded < 2 * plain + 0.1, f"{plain:.2f}s alone, {crowded:.2f}s among 5,000 Released"
+def test_released_volumes_are_not_examined_for_new_claims(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = bind_everything(2_500, released=0, monkeypatch=monkeypatch)
+    crowded = bind_everything(2_500, released=5_000, monkeypatch=monkeypatch)
+    assert crowded <= plain + 1, f"{plain:.1f} per claim alone, {crowded:.1f} among Released"

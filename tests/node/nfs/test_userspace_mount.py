@@ -13,6 +13,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -236,6 +237,25 @@ def _fuse_pids(target: Path) -> list[int]:
     return pids
 
 
+def _kill_and_wait(pids: list[int]) -> None:
+    """SIGKILL, then wait until each has exited (a zombie's cmdline is empty): death is not
+    instant, and a busy machine shows it."""
+    assert pids
+    for pid in pids:
+        os.kill(pid, 9)
+    deadline = time.monotonic() + 10
+    while any(_fuse_cmdline(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"{pids} still running"
+        time.sleep(0.02)
+
+
+def _fuse_cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def test_a_mount_whose_process_died_is_made_again(ganesha: GaneshaServer,
                                                   tmp_path: Path) -> None:
     # A node's container killed takes its FUSE processes with it and leaves the mounts:
@@ -248,8 +268,7 @@ def test_a_mount_whose_process_died_is_made_again(ganesha: GaneshaServer,
     try:
         restarted = nfs.UserspaceNfsMounter()
         assert restarted.is_mounted(str(target))  # adopted while its process runs
-        for pid in _fuse_pids(target):
-            os.kill(pid, 9)
+        _kill_and_wait(_fuse_pids(target))
         with pytest.raises(OSError) as dead:
             os.stat(target)
         assert dead.value.errno in (errno.ECONNABORTED, errno.ENOTCONN)  # first, then after
@@ -281,8 +300,7 @@ def test_a_restarted_kubelet_rebinds_pods_onto_a_fresh_mount(ganesha: GaneshaSer
     before.setup(pod, target, source)
     assert (target / "data").read_text() == "survives"
     before.close()
-    for pid in _fuse_pids(before.mount_point(before.shared_for(source))):
-        os.kill(pid, 9)
+    _kill_and_wait(_fuse_pids(before.mount_point(before.shared_for(source))))
     after = nfs_volumes.NfsVolumes(tmp_path / "root")  # the kubelet in its new container
     try:
         with pytest.raises(OSError):
