@@ -1,4 +1,7 @@
-"""Shared fixtures: real apiservers (SQLite and PostgreSQL) started as processes.
+"""Shared fixtures: real apiservers (SQLite and PostgreSQL) started as processes, and what a
+test talks to them with: `api` (the admin client) and `ns` (a fresh namespace). A module that
+runs controllers in-process overrides `controllers`, so `api` waits for them; the helpers those
+modules share (waiting, building claims, the in-process stacks) are in tests/support.py.
 
 Tests that need a real part (PostgreSQL, kubectl, Docker, FUSE) call `require_real`, which
 skips with the reason on a laptop without it and fails under STORAGELAB_REQUIRE_REAL=1, as
@@ -127,7 +130,8 @@ class ApiServer:
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
-                                capture_output=True, text=True, input=input, timeout=timeout)
+                                capture_output=True, text=True, input=input, timeout=timeout,
+                                check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
         return result
@@ -176,8 +180,22 @@ def server(request: pytest.FixtureRequest) -> ApiServer:
     return result
 
 
+def create_namespace(api: httpx.Client, name: str) -> str:
+    response = api.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace",
+                                                    "metadata": {"name": name}})
+    assert response.status_code == 201, response.text
+    return name
+
+
 @pytest.fixture()
-def api(server: ApiServer) -> Iterator[httpx.Client]:
+def controllers() -> None:
+    """What must run before a test talks to the apiserver: nothing here. A module that runs
+    controllers in-process overrides this with its own (module-scoped) fixture."""
+
+
+@pytest.fixture()
+def api(server: ApiServer, controllers: object) -> Iterator[httpx.Client]:
+    """The admin client of `server`, once the module's `controllers` run."""
     with server.client() as client:
         yield client
 
@@ -185,12 +203,23 @@ def api(server: ApiServer) -> Iterator[httpx.Client]:
 @pytest.fixture()
 def namespace(api: httpx.Client) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    response = api.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace",
-                                                    "metadata": {"name": name}})
-    assert response.status_code == 201, response.text
+    name = create_namespace(api, f"t-{uuid.uuid4().hex[:10]}")
     yield name
     api.delete(f"/api/v1/namespaces/{name}")
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The local driver's base directory for node-a and node-b, a new pair per module."""
+    root = tmp_path_factory.mktemp("local-volumes")
+    return {"node-a": root / "node-a", "node-b": root / "node-b"}
+
+
+@pytest.fixture()
+def ns(api: httpx.Client) -> str:
+    """A fresh namespace per test, left in place with what the test made in it (the module's
+    own server stops with the module)."""
+    return create_namespace(api, f"t-{uuid.uuid4().hex[:8]}")
 
 
 def kubectl_available() -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Self
 
 
 class LoopThread:
@@ -34,6 +35,11 @@ class LoopThread:
 
     def start_thread(self) -> None:
         self.thread.start()
+
+    def start(self) -> Self:
+        """Start the thread; returns self, so a fixture reads `running = Stack(...).start()`."""
+        self.start_thread()
+        return self
 
     def stop(self) -> None:
         if self.task is not None and not self.task.done():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-import ssl
 import subprocess
 import sys
 import uuid
@@ -17,14 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from storagelab import cli
-from tests.conftest import REPO, ApiServer, kubectl_available, require_real
+from tests.conftest import REPO, ApiServer, create_namespace, kubectl_available, require_real
+from tests.support import running_apiserver
 
 
 def storagelab(*args: str, env: dict[str, str] | None = None
@@ -46,17 +45,10 @@ def subject(cert_b64: str) -> tuple[str, list[str]]:
     return str(cn), sorted(orgs)
 
 
-def admin_client(server: ApiServer) -> httpx.Client:
-    context = ssl.create_default_context(cafile=str(server.pki / "ca.crt"))
-    context.load_cert_chain(str(server.pki / "admin.crt"), str(server.pki / "admin.key"))
-    return httpx.Client(base_url=server.url, verify=context, timeout=30)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    server = ApiServer(tmp_path_factory.mktemp("cli")).start()
-    yield server
-    server.stop()
+    with running_apiserver(tmp_path_factory.mktemp("cli")) as server:
+        yield server
 
 
 # --- storagelab kubeconfig ----------------------------------------------------------------
@@ -132,10 +124,8 @@ def test_kubeconfig_without_a_cluster_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_secrets_status_and_rewrite(cluster: ApiServer) -> None:
     ns = f"cli-{uuid.uuid4().hex[:8]}"
-    with admin_client(cluster) as api:
-        assert api.post("/api/v1/namespaces", json={
-            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-        ).status_code == 201
+    with cluster.client() as api:
+        create_namespace(api, ns)
         for name in ("alpha", "beta"):
             assert api.post(f"/api/v1/namespaces/{ns}/secrets", json={
                 "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
@@ -152,7 +142,7 @@ def test_secrets_status_and_rewrite(cluster: ApiServer) -> None:
     assert rewrite.returncode == 0, rewrite.stderr
     count = int(rewrite.stdout.split()[1])
     assert rewrite.stdout == f"rewrote {count} secrets\n" and count >= 2
-    with admin_client(cluster) as api:
+    with cluster.client() as api:
         after = api.get(f"/api/v1/namespaces/{ns}/secrets/alpha").json()
     # Nothing was stale: an unchanged PUT is a no-op, exactly as in Kubernetes.
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]

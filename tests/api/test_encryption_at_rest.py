@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ssl
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,18 +22,13 @@ import yaml
 from apiserver import encryption
 from storagelab import cli
 from storagelab import secrets as secrets_cli
-from tests.conftest import ApiServer, fresh_postgres_database, postgres_url
+from tests.conftest import ApiServer, create_namespace, fresh_postgres_database, postgres_url
+from tests.support import uniq
 
 PREFIX_KEY1 = b"k8s:enc:secretbox:v1:key1:"
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-def admin_client(server: ApiServer) -> httpx.Client:
-    context = ssl.create_default_context(cafile=str(server.pki / "ca.crt"))
-    context.load_cert_chain(str(server.pki / "admin.crt"), str(server.pki / "admin.key"))
-    return httpx.Client(base_url=server.url, verify=context, timeout=30)
-
 
 def secret(name: str, value: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
@@ -43,11 +37,7 @@ def secret(name: str, value: str) -> dict[str, Any]:
 
 
 def new_namespace(api: httpx.Client) -> str:
-    name = f"enc-{uuid.uuid4().hex[:8]}"
-    response = api.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace",
-                                                    "metadata": {"name": name}})
-    assert response.status_code == 201, response.text
-    return name
+    return create_namespace(api, uniq("enc"))
 
 
 def create_secret(api: httpx.Client, ns: str, name: str, value: str) -> None:
@@ -153,7 +143,7 @@ def test_sqlite_files_wal_included_hold_no_secret_value(tmp_path: Path) -> None:
     server = ApiServer(tmp_path / "sqlite").start()
     value = f"sqlite-pw-{uuid.uuid4().hex}"
     try:
-        with admin_client(server) as api:
+        with server.client() as api:
             ns = new_namespace(api)
             create_secret(api, ns, "db", value)
             updated = secret("db", value + "-v2")
@@ -176,7 +166,7 @@ def test_postgresql_rows_and_wal_hold_no_secret_value(tmp_path: Path) -> None:
     server = ApiServer(tmp_path / "pg", fresh_postgres_database()).start()
     value = f"pg-pw-{uuid.uuid4().hex}"
     try:
-        with admin_client(server) as api:
+        with server.client() as api:
             ns = new_namespace(api)
             create_secret(api, ns, "db", value)
             assert read_value(api, ns, "db") == value
@@ -202,7 +192,7 @@ def test_postgresql_rows_and_wal_hold_no_secret_value(tmp_path: Path) -> None:
 
 def test_flipped_byte_fails_that_secret_only(lab: ApiServer, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    with admin_client(lab) as api:
+    with lab.client() as api:
         ns = new_namespace(api)
         create_secret(api, ns, "good", "good-value")
         create_secret(api, ns, "bad", "bad-value")
@@ -234,14 +224,14 @@ def test_flipped_byte_fails_that_secret_only(lab: ApiServer, monkeypatch: pytest
 @pytest.mark.parametrize("lab", ["sqlite"], indirect=True)  # store-independent
 def test_wrong_key_fails_secrets_with_clear_error(lab: ApiServer) -> None:
     good = config_of(lab)
-    with admin_client(lab) as api:
+    with lab.client() as api:
         ns = new_namespace(api)
         create_secret(api, ns, "s", "kept")
     wrong = encryption.default_config()  # same key name, other bytes
     write_config(lab, wrong)
     restart(lab)
     try:
-        with admin_client(lab) as api:
+        with lab.client() as api:
             failed = api.get(f"/api/v1/namespaces/{ns}/secrets/s")
             assert failed.status_code == 500
             assert f"failed to decrypt /registry/secrets/{ns}/s" in failed.json()["message"]
@@ -250,7 +240,7 @@ def test_wrong_key_fails_secrets_with_clear_error(lab: ApiServer) -> None:
     finally:
         write_config(lab, good)
         restart(lab)
-    with admin_client(lab) as api:
+    with lab.client() as api:
         assert read_value(api, ns, "s") == "kept"
 
 
@@ -264,21 +254,21 @@ def test_plaintext_is_read_only_where_identity_is_configured(
     write_config(lab, {**good, "resources": [{"resources": ["secrets"],
                                               "providers": [{"identity": {}}, keyed]}]})
     restart(lab)
-    with admin_client(lab) as api:
+    with lab.client() as api:
         ns = new_namespace(api)
         create_secret(api, ns, "legacy", "was-plain")
     assert stored_row(lab, f"/registry/secrets/{ns}/legacy")[1].startswith(b"{")
     try:
         write_config(lab, good)  # encryption only: plaintext must not be accepted
         restart(lab)
-        with admin_client(lab) as api:
+        with lab.client() as api:
             refused = api.get(f"/api/v1/namespaces/{ns}/secrets/legacy")
             assert refused.status_code == 500
             assert "not encrypted and no identity provider" in refused.json()["message"]
         write_config(lab, {**good, "resources": [{"resources": ["secrets"],
                                                   "providers": [keyed, {"identity": {}}]}]})
         restart(lab)
-        with admin_client(lab) as api:
+        with lab.client() as api:
             assert read_value(api, ns, "legacy") == "was-plain"
         code, out, _ = secrets_cmd(lab, "status", monkeypatch, capsys)
         assert code == 0 and f"{ns}   legacy   identity         stale" in out
@@ -288,7 +278,7 @@ def test_plaintext_is_read_only_where_identity_is_configured(
     finally:
         write_config(lab, good)
         restart(lab)
-    with admin_client(lab) as api:
+    with lab.client() as api:
         assert read_value(api, ns, "legacy") == "was-plain"
 
 
@@ -350,7 +340,7 @@ def test_malformed_config_stops_the_real_process(tmp_path: Path) -> None:
 
 def test_bad_edit_of_existing_config_refuses_start_and_changes_nothing(tmp_path: Path) -> None:
     server = ApiServer(tmp_path / "data").start()
-    with admin_client(server) as api:
+    with server.client() as api:
         ns = new_namespace(api)
         create_secret(api, ns, "s", "survives")
     server.kill()
@@ -368,7 +358,7 @@ def test_bad_edit_of_existing_config_refuses_start_and_changes_nothing(tmp_path:
     config.write_text(good)
     server.start()
     try:
-        with admin_client(server) as api:
+        with server.client() as api:
             assert read_value(api, ns, "s") == "survives"
     finally:
         server.kill()
@@ -379,7 +369,7 @@ def test_bad_edit_of_existing_config_refuses_start_and_changes_nothing(tmp_path:
 def test_full_rotation_keeps_every_secret_readable(
         lab: ApiServer, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    with admin_client(lab) as api:
+    with lab.client() as api:
         spaces = [new_namespace(api), new_namespace(api)]
         expected = {(ns, f"s{i}"): f"{ns}-value-{i}" for ns in spaces for i in range(3)}
         for (ns, name), value in expected.items():
@@ -387,7 +377,7 @@ def test_full_rotation_keeps_every_secret_readable(
     old = key_names(lab)[0]
 
     def all_readable() -> None:
-        with admin_client(lab) as client:
+        with lab.client() as client:
             for (ns, name), value in expected.items():
                 assert read_value(client, ns, name) == value
 
@@ -412,7 +402,7 @@ def test_full_rotation_keeps_every_secret_readable(
     all_readable()
     restart(lab)
     all_readable()
-    with admin_client(lab) as api:  # written mid-rotation, under the new key
+    with lab.client() as api:  # written mid-rotation, under the new key
         create_secret(api, spaces[0], "late", "late-value")
         expected[(spaces[0], "late")] = "late-value"
     code, out, _ = secrets_cmd(lab, "status", monkeypatch, capsys)

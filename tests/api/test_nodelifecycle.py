@@ -8,7 +8,6 @@ again, the taint must go away.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import time
 import uuid
@@ -19,11 +18,8 @@ import httpx
 import pytest
 
 from storage import nodelifecycle as nl
-from storage.runtime import kube as kube_api
-from storage.runtime import shared
-from tests.api.test_provisioning import eventually, get
 from tests.conftest import ApiServer
-from tests.loopthread import LoopThread
+from tests.support import ControllerThread, eventually, get, running_apiserver
 
 Obj = dict[str, Any]
 CONFIG = nl.LifecycleConfig(monitor_period=0.3, grace_period=2.0, startup_grace_period=2.0)
@@ -34,45 +30,19 @@ def stamp(micro: bool = False) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
-class Controller(LoopThread):
-    """The controller and the shared informers it needs, in a thread with its own loop."""
-
-    def __init__(self, server: ApiServer) -> None:
-        super().__init__()
-        self.server = server
-
-    async def run(self) -> None:
-        kube = kube_api.Kube.from_kubeconfig(
-            str(self.server.data_dir / "controller-manager.kubeconfig"))
-        informers = shared.Informers(kube)
-        controller = nl.NodeLifecycleController(kube, informers, CONFIG)
-        tasks = [asyncio.create_task(informers.run()), asyncio.create_task(controller.run())]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await kube.close()
-
-    def start(self) -> Controller:
-        self.start_thread()
-        return self
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    srv = ApiServer(tmp_path_factory.mktemp("nodelifecycle")).start()
-    yield srv
-    srv.stop()
+    with running_apiserver(tmp_path_factory.mktemp("nodelifecycle")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
-def api(server: ApiServer) -> Iterator[httpx.Client]:
-    controller = Controller(server).start()
-    with server.client() as client:
-        yield client
-    controller.stop()
+def controllers(server: ApiServer) -> Iterator[ControllerThread]:
+    running = ControllerThread(
+        server, lambda kube, informers: [nl.NodeLifecycleController(kube, informers, CONFIG).run],
+        resync=0.0).start()
+    yield running
+    running.stop()
 
 
 def post_status(api: httpx.Client, name: str, ready: str) -> None:
@@ -150,13 +120,14 @@ def test_dead_kubelet_marks_node_unknown_and_pods_not_ready_then_recovers(
     eventually(lambda: ready_condition(get(api, node_path)).get("status") == "Unknown",
                timeout=10, what="node Ready=Unknown")
     node = get(api, node_path)
+    assert node is not None
     ready = ready_condition(node)
     assert (ready["reason"], ready["message"]) == (nl.REASON_UNKNOWN, nl.MSG_UNKNOWN)
     statuses = {c["type"]: c["status"] for c in node["status"]["conditions"]}
     assert statuses == {t: "Unknown" for t in nl.KUBELET_CONDITIONS}
     eventually(lambda: nl.UNREACHABLE_TAINT in taint_keys(get(api, node_path)),
                timeout=5, what="unreachable taint")
-    taint = next(t for t in get(api, node_path)["spec"]["taints"]
+    taint = next(t for t in (get(api, node_path) or {})["spec"]["taints"]
                  if t["key"] == nl.UNREACHABLE_TAINT)
     assert taint["effect"] == "NoSchedule"
     eventually(lambda: ready_condition(get(api, pod_path)).get("status") == "False",

@@ -1,10 +1,10 @@
 """Dynamic provisioning against a real apiserver, with the real local driver on a temp dir.
 
 The PV controller, the protection controllers, the provisioner and the scheduler run in this
-process (a thread with its own event loop, `Stack`), against a real `storagelab apiserver`
-process. Crashes are simulated by a driver wrapper that raises a BaseException right after
-the real driver made the directory: the whole stack stops there, as a killed process would,
-and a fresh stack is started on the same state.
+process (a thread with its own event loop, `tests.support.Stack`), against a real
+`storagelab apiserver` process. Crashes are simulated by a driver wrapper that raises a
+BaseException right after the real driver made the directory: the whole stack stops there, as
+a killed process would, and a fresh stack is started on the same state.
 """
 
 from __future__ import annotations
@@ -13,23 +13,34 @@ import asyncio
 import os
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from csi_like import contract, registry
-from storage import defaults_sc, protection, provisioner, pv_controller, reclaim, scheduler
-from storage.runtime import events, shared
+from csi_like import contract
+from storage import defaults_sc, provisioner, reclaim
 from storage.runtime import kube as kube_api
 from tests.conftest import ApiServer
-from tests.loopthread import LoopThread
+from tests.support import (
+    LOCAL,
+    Stack,
+    claim_path,
+    eventually,
+    get,
+    local_driver,
+    make_claim,
+    make_class,
+    on_node_a,
+    reasons,
+    running_apiserver,
+    uniq,
+    wait_bound,
+)
 
 Obj = dict[str, Any]
-LOCAL = provisioner.LOCAL
 
 
 class Crash(BaseException):
@@ -58,113 +69,7 @@ class WrappedDriver:
         return volume
 
 
-class Stack(LoopThread):
-    """The controllers of one controller-manager process, in a thread with its own loop."""
-
-    def __init__(self, server: ApiServer, drivers: Mapping[str, Any], *, identity: str = "",
-                 pv: bool = True, schedule: bool = True, takeover_after: float = 30.0) -> None:
-        self.server, self.drivers, self.identity = server, dict(drivers), identity
-        self.pv, self.schedule, self.takeover_after = pv, schedule, takeover_after
-        super().__init__()
-
-    async def run(self) -> None:
-        kube = kube_api.Kube.from_kubeconfig(
-            str(self.server.data_dir / "controller-manager.kubeconfig"))
-        informers = shared.Informers(kube, resync=5)
-        recorder = events.EventRecorder(kube, pv_controller.COMPONENT)
-        runs = []
-        if self.pv:
-            reclaimers = reclaim.Reclaimers(provisioner.reclaimers_for(self.drivers))
-            runs += [pv_controller.PersistentVolumeController(
-                kube, informers, recorder, reclaimers).run,
-                protection.PVCProtectionController(kube, informers).run,
-                protection.PVProtectionController(kube, informers).run]
-        runs.append(provisioner.ProvisionController(
-            kube, informers, self.drivers, identity=self.identity,
-            takeover_after=self.takeover_after).run)
-        if self.schedule:
-            runs.append(scheduler.Scheduler(kube, informers).run)
-        tasks = [asyncio.create_task(informers.run()), asyncio.create_task(recorder.run())]
-        try:
-            await informers.wait_synced()
-            tasks += [asyncio.create_task(run()) for run in runs]
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await kube.close()
-
-    def start(self) -> Stack:
-        self.start_thread()
-        return self
-
-
 # ----------------------------------------------------------------------------- helpers
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.05)
-
-
-def get(api: httpx.Client, path: str) -> Obj | None:
-    r = api.get(path)
-    return r.json() if r.status_code == 200 else None
-
-
-def claim_path(ns: str, name: str = "") -> str:
-    return f"/api/v1/namespaces/{ns}/persistentvolumeclaims" + (f"/{name}" if name else "")
-
-
-def make_class(api: httpx.Client, name: str, *, mode: str = "Immediate",
-               provisioner_name: str = LOCAL, **fields: Any) -> None:
-    body = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": name}, "provisioner": provisioner_name,
-            "volumeBindingMode": mode, **fields}
-    r = api.post("/apis/storage.k8s.io/v1/storageclasses", json=body)
-    assert r.status_code == 201, r.text
-
-
-def make_claim(api: httpx.Client, ns: str, name: str, cls: str | None, size: str = "1Gi",
-               annotations: dict[str, str] | None = None) -> Obj:
-    spec: Obj = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
-    if cls is not None:
-        spec["storageClassName"] = cls
-    r = api.post(claim_path(ns), json={"metadata": {"name": name,
-                                                     "annotations": annotations or {}},
-                                        "spec": spec})
-    assert r.status_code == 201, r.text
-    created: Obj = r.json()
-    return created
-
-
-def wait_bound(api: httpx.Client, ns: str, name: str, timeout: float = 15.0) -> Obj:
-    result: Obj = eventually(lambda: (c := get(api, claim_path(ns, name))) and
-                             c["status"].get("phase") == "Bound" and c, timeout,
-                             f"claim {ns}/{name} Bound")
-    return result
-
-
-def events_of(api: httpx.Client, ns: str, name: str) -> list[Obj]:
-    items: list[Obj] = api.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
-    return [e for e in items if e["involvedObject"].get("name") == name]
-
-
-def reasons(api: httpx.Client, ns: str, name: str) -> dict[str, str]:
-    return {e["reason"]: e["message"] for e in events_of(api, ns, name)}
-
 
 def volume_dirs(base: Path) -> set[str]:
     """Volume directories under a node's base path (not the driver's records)."""
@@ -182,45 +87,15 @@ def records(base: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    srv = ApiServer(tmp_path_factory.mktemp("provisioning")).start()
-    yield srv
-    srv.stop()
+    with running_apiserver(tmp_path_factory.mktemp("provisioning")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
-def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("local-volumes")
-    return {"node-a": root / "node-a", "node-b": root / "node-b"}
-
-
-def local_driver(bases: Mapping[str, Path]) -> contract.Driver:
-    return registry.create(LOCAL, {"nodePaths": {n: [str(p)] for n, p in bases.items()}})
-
-
-@pytest.fixture(scope="module")
-def stack(server: ApiServer, bases: dict[str, Path]) -> Iterator[Stack]:
+def controllers(server: ApiServer, bases: dict[str, Path]) -> Iterator[Stack]:
     running = Stack(server, {LOCAL: local_driver(bases)}, identity="main").start()
     yield running
     running.stop()
-
-
-@pytest.fixture()
-def api(server: ApiServer, stack: Stack) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture()
-def ns(api: httpx.Client) -> str:
-    name = uniq("t")
-    assert api.post("/api/v1/namespaces", json={"metadata": {"name": name}}).status_code == 201
-    return name
-
-
-def on_node_a(**fields: Any) -> dict[str, Any]:
-    """Immediate local classes need a node: allowedTopologies names one."""
-    return {"allowedTopologies": [{"matchLabelExpressions": [
-        {"key": "kubernetes.io/hostname", "values": ["node-a"]}]}], **fields}
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -318,7 +193,7 @@ def test_immediate_claim_gets_a_provisioned_volume(api: httpx.Client, ns: str,
     assert terms[0]["matchExpressions"][0]["values"] == ["node-a"]
     assert provisioner.FINALIZER in bound["metadata"]["finalizers"]
     got = eventually(lambda: (r := reasons(api, ns, "data")) and
-                     "ProvisioningSucceeded" in r and r, what="events")
+                     "ProvisioningSucceeded" in r and r, 15, what="events")
     assert got["Provisioning"] == f'External provisioner is provisioning volume for claim "{ns}/data"'
     assert got["ProvisioningSucceeded"] == f"Successfully provisioned volume {name}"
 
@@ -334,7 +209,7 @@ def test_delete_policy_removes_directory_and_pv(api: httpx.Client, ns: str) -> N
     path = Path(pv["spec"]["csi"]["volumeAttributes"]["path"])
     assert path.is_dir()
     assert api.delete(claim_path(ns, "data")).status_code == 200
-    eventually(lambda: get(api, f"/api/v1/persistentvolumes/{name}") is None, what="PV deleted")
+    eventually(lambda: get(api, f"/api/v1/persistentvolumes/{name}") is None, 15, what="PV deleted")
     assert not path.exists()
     assert get(api, claim_path(ns, "data")) is None
 
@@ -351,7 +226,7 @@ def test_bad_request_fails_clearly_and_creates_nothing(
     make_class(api, cls, parameters=parameters, **on_node_a())
     before = (volume_dirs(bases["node-a"]), records(bases["node-a"]))
     claim = make_claim(api, ns, "data", cls, size)
-    failed = eventually(lambda: reasons(api, ns, "data").get("ProvisioningFailed"),
+    failed = eventually(lambda: reasons(api, ns, "data").get("ProvisioningFailed"), 15,
                         what="ProvisioningFailed")
     assert failed.startswith(f'failed to provision volume with StorageClass "{cls}": ')
     assert expected in failed
@@ -359,7 +234,7 @@ def test_bad_request_fails_clearly_and_creates_nothing(
     assert get(api, f"/api/v1/persistentvolumes/pvc-{claim['metadata']['uid']}") is None
     assert (volume_dirs(bases["node-a"]), records(bases["node-a"])) == before
     assert api.delete(claim_path(ns, "data")).status_code == 200
-    eventually(lambda: get(api, claim_path(ns, "data")) is None, what="claim deleted")
+    eventually(lambda: get(api, claim_path(ns, "data")) is None, 15, what="claim deleted")
 
 
 def test_claim_deleted_while_provisioning_leaves_no_directory(
@@ -380,9 +255,9 @@ def test_claim_deleted_while_provisioning_leaves_no_directory(
         assert name in volume_dirs(bases["node-a"])
         assert api.delete(claim_path(ns, "data")).status_code == 200
         slow.pause.set()
-        eventually(lambda: get(api, claim_path(ns, "data")) is None, what="claim gone")
-        eventually(lambda: name not in volume_dirs(bases["node-a"]), what="directory gone")
-        eventually(lambda: get(api, f"/api/v1/persistentvolumes/{name}") is None, what="no PV")
+        eventually(lambda: get(api, claim_path(ns, "data")) is None, 15, what="claim gone")
+        eventually(lambda: name not in volume_dirs(bases["node-a"]), 15, what="directory gone")
+        eventually(lambda: get(api, f"/api/v1/persistentvolumes/{name}") is None, 15, what="no PV")
         assert f"{name}.json" not in records(bases["node-a"])
     finally:
         side.stop()
@@ -405,7 +280,8 @@ def test_crash_between_directory_and_pv_then_restart(
     again = Stack(server, {"storagelab.test/crashy": WrappedDriver(local_driver(bases))},
                   identity="crashy", pv=False, schedule=False).start()
     try:
-        eventually(lambda: get(api, f"/api/v1/persistentvolumes/{name}"), what="PV after restart")
+        eventually(lambda: get(api, f"/api/v1/persistentvolumes/{name}"), 15,
+                   what="PV after restart")
         pvs = [v for v in api.get("/api/v1/persistentvolumes").json()["items"]
                if v["spec"].get("claimRef", {}).get("uid") == claim["metadata"]["uid"]]
         assert [v["metadata"]["name"] for v in pvs] == [name]
@@ -433,7 +309,7 @@ def test_crash_then_claim_deleted_then_restart_cleans_up(
     again = Stack(server, {"storagelab.test/crashy2": local_driver(bases)}, identity="c2",
                   pv=False, schedule=False).start()
     try:
-        eventually(lambda: get(api, claim_path(ns, "data")) is None, what="claim gone")
+        eventually(lambda: get(api, claim_path(ns, "data")) is None, 15, what="claim gone")
         assert name not in volume_dirs(bases["node-a"])
         assert f"{name}.json" not in records(bases["node-a"])
         assert get(api, f"/api/v1/persistentvolumes/{name}") is None

@@ -23,6 +23,14 @@ from storage.runtime import kube as kube_api
 from storage.runtime import leaderelection
 from tests.conftest import REPO, ApiServer
 from tests.loopthread import LoopThread
+from tests.support import (
+    events_of,
+    eventually,
+    manager_config,
+    reasons,
+    running_apiserver,
+    uniq,
+)
 
 Obj = dict[str, Any]
 PROVISIONER = "storagelab.test/recording"
@@ -58,16 +66,11 @@ class InProcessManager(LoopThread):
     async def run(self) -> None:
         await manager.run(self.config, self.reclaimers)
 
-    def start(self) -> InProcessManager:
-        self.start_thread()
-        return self
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    srv = ApiServer(tmp_path_factory.mktemp("pvctl")).start()
-    yield srv
-    srv.stop()
+    with running_apiserver(tmp_path_factory.mktemp("pvctl")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -78,30 +81,11 @@ def recorder_plugin() -> RecordingReclaimer:
 @pytest.fixture(scope="module")
 def controllers(server: ApiServer, recorder_plugin: RecordingReclaimer
                 ) -> Iterator[InProcessManager]:
-    config = manager.ManagerConfig(kubeconfig=server.data_dir / "controller-manager.kubeconfig",
-                                   lease_name="pvctl-tests", retry_period=0.5,
-                                   renew_deadline=3, lease_duration=5, resync=5)
+    config = manager_config(server, leader_elect=True, lease_name="pvctl-tests",
+                            retry_period=0.5, renew_deadline=3, lease_duration=5)
     running = InProcessManager(config, reclaim.Reclaimers([recorder_plugin])).start()
     yield running
     running.stop()
-
-
-@pytest.fixture()
-def api(server: ApiServer, controllers: InProcessManager) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture()
-def ns(api: httpx.Client) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    r = api.post("/api/v1/namespaces", json={"metadata": {"name": name}})
-    assert r.status_code == 201, r.text
-    return name
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def make_pv(api: httpx.Client, name: str, size: str = "1Gi", *, cls: str = "",
@@ -143,28 +127,8 @@ def get_pvc(api: httpx.Client, ns: str, name: str) -> Obj | None:
     return None if r.status_code == 404 else dict(r.json())
 
 
-def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.05)
-
-
 def phase(obj: Obj | None) -> str:
     return str(((obj or {}).get("status") or {}).get("phase") or "")
-
-
-def events_of(api: httpx.Client, namespace: str, name: str) -> list[Obj]:
-    items = api.get(f"/api/v1/namespaces/{namespace}/events").json()["items"]
-    return [e for e in items if e["involvedObject"].get("name") == name]
-
-
-def reasons(api: httpx.Client, namespace: str, name: str) -> dict[str, str]:
-    return {e["reason"]: e["message"] for e in events_of(api, namespace, name)}
 
 
 def add_default_class(api: httpx.Client, name: str, provisioner: str) -> None:
@@ -182,14 +146,14 @@ def test_static_pv_and_claim_bind_both_ways(api: httpx.Client, ns: str) -> None:
     volume = uniq("pv")
     make_pv(api, volume, "2Gi")
     claim = make_pvc(api, ns, "data", "1Gi")
-    bound = eventually(lambda: phase(c := get_pvc(api, ns, "data")) == "Bound" and c,
+    bound = eventually(lambda: phase(c := get_pvc(api, ns, "data")) == "Bound" and c, 10,
                        what="claim Bound")
     assert bound["spec"]["volumeName"] == volume
     assert bound["status"]["capacity"] == {"storage": "2Gi"}
     assert bound["status"]["accessModes"] == ["ReadWriteOnce"]
     assert bound["metadata"]["annotations"] == {"pv.kubernetes.io/bind-completed": "yes",
                                                 "pv.kubernetes.io/bound-by-controller": "yes"}
-    pv = eventually(lambda: phase(v := get_pv(api, volume)) == "Bound" and v)
+    pv = eventually(lambda: phase(v := get_pv(api, volume)) == "Bound" and v, 10)
     ref = pv["spec"]["claimRef"]
     assert (ref["namespace"], ref["name"], ref["uid"]) == (ns, "data", claim["metadata"]["uid"])
     assert pv["metadata"]["annotations"]["pv.kubernetes.io/bound-by-controller"] == "yes"
@@ -216,8 +180,8 @@ def test_claim_naming_a_volume_binds_to_it_and_mismatch_is_reported(api: httpx.C
     make_pv(api, big, "10Gi")
     make_pvc(api, ns, "wants-big", "2Gi", volume_name=big)
     make_pvc(api, ns, "wants-small", "2Gi", volume_name=small)
-    eventually(lambda: phase(get_pvc(api, ns, "wants-big")) == "Bound")
-    msg = eventually(lambda: reasons(api, ns, "wants-small").get("VolumeMismatch"))
+    eventually(lambda: phase(get_pvc(api, ns, "wants-big")) == "Bound", 10)
+    msg = eventually(lambda: reasons(api, ns, "wants-small").get("VolumeMismatch"), 10)
     assert msg == f'Cannot bind to requested volume "{small}": requested PV is too small'
     assert phase(get_pv(api, small)) == "Available"
 
@@ -230,9 +194,9 @@ def test_half_finished_bind_after_a_crash_is_completed(api: httpx.Client, ns: st
         "pv.kubernetes.io/bound-by-controller": "yes"}, claim_ref={
         "kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": ns, "name": "half",
         "uid": claim["metadata"]["uid"]})
-    bound = eventually(lambda: phase(c := get_pvc(api, ns, "half")) == "Bound" and c)
+    bound = eventually(lambda: phase(c := get_pvc(api, ns, "half")) == "Bound" and c, 10)
     assert bound["spec"]["volumeName"] == volume
-    eventually(lambda: phase(get_pv(api, volume)) == "Bound")
+    eventually(lambda: phase(get_pv(api, volume)) == "Bound", 10)
 
 
 def test_released_volume_never_rebinds_until_its_claim_ref_is_cleared(api: httpx.Client,
@@ -240,9 +204,9 @@ def test_released_volume_never_rebinds_until_its_claim_ref_is_cleared(api: httpx
     volume = uniq("pv")
     make_pv(api, volume, cls="retained")
     make_pvc(api, ns, "first", cls="retained")
-    eventually(lambda: phase(get_pv(api, volume)) == "Bound")
+    eventually(lambda: phase(get_pv(api, volume)) == "Bound", 10)
     assert api.delete(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/first").is_success
-    eventually(lambda: phase(get_pv(api, volume)) == "Released", what="Released")
+    eventually(lambda: phase(get_pv(api, volume)) == "Released", 10, what="Released")
     make_pvc(api, ns, "second", cls="retained")
     time.sleep(1.0)
     assert phase(get_pvc(api, ns, "second")) == "Pending"
@@ -250,20 +214,20 @@ def test_released_volume_never_rebinds_until_its_claim_ref_is_cleared(api: httpx
     r = api.patch(f"/api/v1/persistentvolumes/{volume}", json={"spec": {"claimRef": None}},
                   headers={"Content-Type": "application/merge-patch+json"})
     assert r.status_code == 200, r.text
-    eventually(lambda: phase(get_pvc(api, ns, "second")) == "Bound", what="rebind")
+    eventually(lambda: phase(get_pvc(api, ns, "second")) == "Bound", 10, what="rebind")
 
 
 def test_claim_whose_volume_disappears_is_lost(api: httpx.Client, ns: str) -> None:
     volume = uniq("pv")
     make_pv(api, volume, cls="losing")
     make_pvc(api, ns, "orphan", cls="losing")
-    eventually(lambda: phase(get_pvc(api, ns, "orphan")) == "Bound")
+    eventually(lambda: phase(get_pvc(api, ns, "orphan")) == "Bound", 10)
     api.delete(f"/api/v1/persistentvolumes/{volume}")
     api.patch(f"/api/v1/persistentvolumes/{volume}", json={"metadata": {"finalizers": None}},
               headers={"Content-Type": "application/merge-patch+json"})
-    eventually(lambda: get_pv(api, volume) is None)
-    eventually(lambda: phase(get_pvc(api, ns, "orphan")) == "Lost", what="Lost")
-    assert eventually(lambda: reasons(api, ns, "orphan").get("ClaimLost")) == \
+    eventually(lambda: get_pv(api, volume) is None, 10)
+    eventually(lambda: phase(get_pvc(api, ns, "orphan")) == "Lost", 10, what="Lost")
+    assert eventually(lambda: reasons(api, ns, "orphan").get("ClaimLost"), 10) == \
         "Bound claim has lost its PersistentVolume. Data on the volume is lost!"
 
 
@@ -278,14 +242,14 @@ def test_default_class_is_assigned_retroactively_but_never_to_empty_class(
     class_name = uniq("default")
     add_default_class(api, class_name, "example.com/nfs")
     got = eventually(lambda: get_pvc(api, ns, "no-class")["spec"].get(  # type: ignore[index]
-        "storageClassName"), what="default class assigned")
+        "storageClassName"), 10, what="default class assigned")
     assert got == class_name
     assert get_pvc(api, ns, "empty-class")["spec"]["storageClassName"] == ""  # type: ignore
     annotations = eventually(lambda: get_pvc(api, ns, "no-class")[  # type: ignore[index]
         "metadata"].get("annotations", {}).get("volume.kubernetes.io/storage-provisioner")
-        and get_pvc(api, ns, "no-class")["metadata"]["annotations"])  # type: ignore[index]
+        and get_pvc(api, ns, "no-class")["metadata"]["annotations"], 10)  # type: ignore[index]
     assert annotations["volume.beta.kubernetes.io/storage-provisioner"] == "example.com/nfs"
-    message = eventually(lambda: reasons(api, ns, "no-class").get("ExternalProvisioning"))
+    message = eventually(lambda: reasons(api, ns, "no-class").get("ExternalProvisioning"), 10)
     assert message == ("Waiting for a volume to be created either by the external provisioner "
                        "'example.com/nfs' or manually by the system administrator. If volume "
                        "creation is delayed, please verify that the provisioner is running and "
@@ -299,13 +263,13 @@ def test_no_provisioner_class_waits_for_a_static_volume(api: httpx.Client, ns: s
         "metadata": {"name": cls}, "provisioner": "kubernetes.io/no-provisioner"})
     assert r.status_code == 201, r.text
     make_pvc(api, ns, "local", cls=cls)
-    message = eventually(lambda: reasons(api, ns, "local").get("ProvisioningFailed"))
+    message = eventually(lambda: reasons(api, ns, "local").get("ProvisioningFailed"), 10)
     assert message == "no volume plugin matched name: kubernetes.io/no-provisioner"
     claim = get_pvc(api, ns, "local")
     assert "volume.kubernetes.io/storage-provisioner" not in \
         (claim["metadata"].get("annotations") or {})  # type: ignore[index]
     make_pv(api, uniq("pv"), cls=cls)
-    eventually(lambda: phase(get_pvc(api, ns, "local")) == "Bound")
+    eventually(lambda: phase(get_pvc(api, ns, "local")) == "Bound", 10)
 
 
 def test_wait_for_first_consumer_leaves_the_claim_pending(api: httpx.Client, ns: str) -> None:
@@ -316,7 +280,7 @@ def test_wait_for_first_consumer_leaves_the_claim_pending(api: httpx.Client, ns:
     assert r.status_code == 201, r.text
     make_pv(api, uniq("pv"), cls=cls)
     make_pvc(api, ns, "later", cls=cls)
-    message = eventually(lambda: reasons(api, ns, "later").get("WaitForFirstConsumer"))
+    message = eventually(lambda: reasons(api, ns, "later").get("WaitForFirstConsumer"), 10)
     assert message == "waiting for first consumer to be created before binding"
     assert phase(get_pvc(api, ns, "later")) == "Pending"
 
@@ -324,7 +288,7 @@ def test_wait_for_first_consumer_leaves_the_claim_pending(api: httpx.Client, ns:
 # ---- reclaim -------------------------------------------------------------------------------
 
 def bind_and_release(api: httpx.Client, ns: str, volume: str, claim: str) -> None:
-    eventually(lambda: phase(get_pvc(api, ns, claim)) == "Bound", what=f"{claim} Bound")
+    eventually(lambda: phase(get_pvc(api, ns, claim)) == "Bound", 10, what=f"{claim} Bound")
     api.delete(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{claim}")
 
 
@@ -335,7 +299,7 @@ def test_delete_policy_deletes_storage_through_the_provisioner_then_the_pv(
             annotations={"pv.kubernetes.io/provisioned-by": PROVISIONER})
     make_pvc(api, ns, "gone", cls="reclaim-delete")
     bind_and_release(api, ns, volume, "gone")
-    eventually(lambda: get_pv(api, volume) is None, what="PV deleted")
+    eventually(lambda: get_pv(api, volume) is None, 10, what="PV deleted")
     assert recorder_plugin.deleted.count(volume) >= 1
 
 
@@ -347,11 +311,11 @@ def test_failed_delete_marks_the_volume_failed_and_retries(
             annotations={"pv.kubernetes.io/provisioned-by": PROVISIONER})
     make_pvc(api, ns, "burning", cls="reclaim-fail")
     bind_and_release(api, ns, volume, "burning")
-    pv = eventually(lambda: phase(v := get_pv(api, volume)) == "Failed" and v)
+    pv = eventually(lambda: phase(v := get_pv(api, volume)) == "Failed" and v, 10)
     assert pv["status"]["message"] == f"disk {volume} is on fire"
-    assert eventually(lambda: reasons(api, "default", volume).get("VolumeFailedDelete")) == \
+    assert eventually(lambda: reasons(api, "default", volume).get("VolumeFailedDelete"), 10) == \
         f"disk {volume} is on fire"
-    eventually(lambda: recorder_plugin.deleted.count(volume) >= 3, what="retries")
+    eventually(lambda: recorder_plugin.deleted.count(volume) >= 3, 10, what="retries")
     recorder_plugin.failing.discard(volume)
     eventually(lambda: get_pv(api, volume) is None, timeout=15, what="deleted after retry")
 
@@ -362,11 +326,11 @@ def test_delete_policy_without_a_deleter_fails_like_kubernetes(api: httpx.Client
     make_pv(api, volume, cls="no-deleter", policy="Delete")
     make_pvc(api, ns, "static", cls="no-deleter")
     bind_and_release(api, ns, volume, "static")
-    pv = eventually(lambda: phase(v := get_pv(api, volume)) == "Failed" and v)
+    pv = eventually(lambda: phase(v := get_pv(api, volume)) == "Failed" and v, 10)
     expected = (f'error getting deleter volume plugin for volume "{volume}": '
                 "no deletable volume plugin matched")
     assert pv["status"]["message"] == expected
-    assert eventually(lambda: reasons(api, "default", volume).get("VolumeFailedDelete")) \
+    assert eventually(lambda: reasons(api, "default", volume).get("VolumeFailedDelete"), 10) \
         == expected
 
 
@@ -378,9 +342,9 @@ def test_recycle_scrubs_through_the_provisioner_and_makes_the_volume_available(
     make_pvc(api, ns, "reuse", cls="recycle")
     bind_and_release(api, ns, volume, "reuse")
     pv = eventually(lambda: phase(v := get_pv(api, volume)) == "Available" and
-                    recorder_plugin.recycled.count(volume) and v, what="recycled")
+                    recorder_plugin.recycled.count(volume) and v, 10, what="recycled")
     assert "claimRef" not in pv["spec"]
-    assert eventually(lambda: reasons(api, "default", volume).get("VolumeRecycled")) == \
+    assert eventually(lambda: reasons(api, "default", volume).get("VolumeRecycled"), 10) == \
         "Volume recycled"
 
 
@@ -399,7 +363,7 @@ def test_claim_in_use_stays_terminating_until_its_last_pod_is_gone(api: httpx.Cl
     volume = uniq("pv")
     make_pv(api, volume, cls="protected")
     make_pvc(api, ns, "used", cls="protected")
-    eventually(lambda: phase(get_pvc(api, ns, "used")) == "Bound")
+    eventually(lambda: phase(get_pvc(api, ns, "used")) == "Bound", 10)
     make_pod(api, ns, "user-1", "used")
     make_pod(api, ns, "user-2", "used")
     api.delete(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/used")
@@ -411,27 +375,27 @@ def test_claim_in_use_stays_terminating_until_its_last_pod_is_gone(api: httpx.Cl
     time.sleep(1.0)
     assert get_pvc(api, ns, "used") is not None
     api.delete(f"/api/v1/namespaces/{ns}/pods/user-2")
-    eventually(lambda: get_pvc(api, ns, "used") is None, what="claim deleted")
-    eventually(lambda: phase(get_pv(api, volume)) == "Released")
+    eventually(lambda: get_pvc(api, ns, "used") is None, 10, what="claim deleted")
+    eventually(lambda: phase(get_pv(api, volume)) == "Released", 10)
 
 
 def test_bound_volume_is_kept_until_released(api: httpx.Client, ns: str) -> None:
     volume = uniq("pv")
     make_pv(api, volume, cls="pv-protect")
     make_pvc(api, ns, "holder", cls="pv-protect")
-    eventually(lambda: phase(get_pv(api, volume)) == "Bound")
+    eventually(lambda: phase(get_pv(api, volume)) == "Bound", 10)
     api.delete(f"/api/v1/persistentvolumes/{volume}")
     time.sleep(1.0)
     pv = get_pv(api, volume)
     assert pv is not None and pv["metadata"]["deletionTimestamp"]
     api.delete(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/holder")
-    eventually(lambda: get_pv(api, volume) is None, what="PV gone once released")
+    eventually(lambda: get_pv(api, volume) is None, 10, what="PV gone once released")
 
 
 def test_repeated_events_are_aggregated_with_a_count(api: httpx.Client, ns: str) -> None:
     make_pvc(api, ns, "lonely", "998Ti", cls="")  # no volume, no class: FailedBinding on every sync
     first = eventually(lambda: [e for e in events_of(api, ns, "lonely")
-                                if e["reason"] == "FailedBinding"])
+                                if e["reason"] == "FailedBinding"], 10)
     assert len(first) == 1
     assert first[0]["source"]["component"] == "persistentvolume-controller"
     assert first[0]["message"] == \
@@ -519,9 +483,8 @@ def assert_no_double_binding(api: httpx.Client, ns: str, claims: int) -> int:
 @pytest.fixture(scope="module")
 def race_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """A server of its own: only the two controller processes act on it."""
-    srv = ApiServer(tmp_path_factory.mktemp("pvctl-race")).start()
-    yield srv
-    srv.stop()
+    with running_apiserver(tmp_path_factory.mktemp("pvctl-race")) as srv:
+        yield srv
 
 
 @pytest.mark.parametrize("leader_elect", [False, True])

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ApiServer, fresh_postgres_database
+from tests.conftest import ApiServer, create_namespace, fresh_postgres_database
 
 Obj = dict[str, Any]
 STORES = ["sqlite", "postgres"]
@@ -47,12 +47,6 @@ def cm_path(namespace: str, name: str = "") -> str:
 def new_server(store: str, data_dir: Path) -> ApiServer:
     url = fresh_postgres_database() if store == "postgres" else ""
     return ApiServer(data_dir, url)
-
-
-def make_namespace(client: httpx.Client, name: str) -> None:
-    r = client.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace",
-                                                 "metadata": {"name": name}})
-    assert r.status_code == 201, r.text
 
 
 def current_revision(client: httpx.Client, namespace: str) -> int:
@@ -292,7 +286,7 @@ def test_kill_9_during_writes_loses_nothing_acknowledged(store: str, tmp_path: P
     try:
         namespace = "crash"
         with server.client() as client:
-            make_namespace(client, namespace)
+            create_namespace(client, namespace)
         crash = write_until_killed(server, namespace)
         server.start()  # same data dir, same database URL
         resumed = start_watch(server, namespace, crash.last_watched, stop_name="after-end")
@@ -353,7 +347,7 @@ def test_live_watch_under_concurrent_writers_misses_nothing(store: str, tmp_path
     server = new_server(store, tmp_path / "data").start()
     try:
         with server.client() as client:
-            make_namespace(client, "live")
+            create_namespace(client, "live")
             start = current_revision(client, "live")
         live = start_watch(server, "live", start, stop_name="live-end")
         threads, logs = run_writers(server, "live", [f"w{i}" for i in range(30)],
@@ -511,7 +505,7 @@ def flood(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FloodRun]:
 def run_flood(server: ApiServer) -> FloodRun:
     assert server.process is not None
     with server.client() as client:
-        make_namespace(client, "flood")
+        create_namespace(client, "flood")
         start = current_revision(client, "flood")
     stalled = StalledWatch(server, "flood", start)
     fast = start_watch(server, "flood", start, stop_name="flood-end")

@@ -11,7 +11,6 @@ claim's capacity, allocatedResources, conditions and events.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,27 @@ import pytest
 
 from csi_like import contract, errors
 from storage import manager, provisioner
-from storage.runtime import kube as kube_api
-from tests.api.test_provisioning import (
+from tests.conftest import ApiServer
+from tests.support import (
+    ManagerThread,
     claim_path,
-    events_of,
+    event_reasons,
     eventually,
     get,
     make_claim,
     make_class,
+    manager_config,
     on_node_a,
+    patch_request,
+    running_apiserver,
     uniq,
     wait_bound,
+    wait_capacity,
 )
-from tests.conftest import ApiServer
-from tests.loopthread import LoopThread
 
 Obj = dict[str, Any]
 GI = 1024**3
+
 
 class FlakyDriver:
     """The real driver, whose expand_volume fails `failures` times first (temporarily)."""
@@ -59,43 +62,22 @@ class FlakyDriver:
         return self.real.expand_volume(volume_id, capacity_bytes, secrets)
 
 
-class ManagerThread(LoopThread):
-    """storage.manager.ControllerManager in a thread with its own event loop."""
+class FlakyManager(ManagerThread):
+    """The controller-manager, its resizer calling the local driver through a FlakyDriver."""
 
-    def __init__(self, server: ApiServer, local_base: Path) -> None:
-        self.config = manager.ManagerConfig(
-            kubeconfig=server.data_dir / "controller-manager.kubeconfig", leader_elect=False,
-            resync=5.0, run_scheduler=False,
-            provisioning=provisioner.ProvisionerConfig(
-                local_paths={"node-a": (str(local_base),)}, identity="resize-test"))
-        super().__init__()
-        self.ready = threading.Event()
-        self.flaky: FlakyDriver | None = None
+    flaky: FlakyDriver | None = None
 
-    async def run(self) -> None:
-        kube = kube_api.Kube.from_kubeconfig(str(self.config.kubeconfig))
-        try:
-            cm = manager.ControllerManager(kube, self.config)
-            assert cm.resizer is not None, "the manager must build the resizer"
-            local = provisioner.csi_driver_name(provisioner.LOCAL)
-            self.flaky = FlakyDriver(cm.resizer.drivers[local])
-            cm.resizer.drivers[local] = self.flaky
-            self.ready.set()
-            await cm.run_controllers()
-        finally:
-            await kube.close()
-
-    def start(self) -> ManagerThread:
-        self.start_thread()
-        assert self.ready.wait(15)
-        return self
+    def prepare(self, cm: manager.ControllerManager) -> None:
+        assert cm.resizer is not None, "the manager must build the resizer"
+        local = provisioner.csi_driver_name(provisioner.LOCAL)
+        self.flaky = FlakyDriver(cm.resizer.drivers[local])
+        cm.resizer.drivers[local] = self.flaky
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    srv = ApiServer(tmp_path_factory.mktemp("resize")).start()
-    yield srv
-    srv.stop()
+    with running_apiserver(tmp_path_factory.mktemp("resize")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -104,23 +86,14 @@ def local_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cm(server: ApiServer, local_base: Path) -> Iterator[ManagerThread]:
-    running = ManagerThread(server, local_base).start()
+def controllers(server: ApiServer, local_base: Path) -> Iterator[FlakyManager]:
+    config = manager_config(server, run_scheduler=False,
+                            provisioning=provisioner.ProvisionerConfig(
+                                local_paths={"node-a": (str(local_base),)},
+                                identity="resize-test"))
+    running = FlakyManager(config).start()
     yield running
     running.stop()
-
-
-@pytest.fixture()
-def api(server: ApiServer, cm: ManagerThread) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture()
-def ns(api: httpx.Client) -> str:
-    name = uniq("rs")
-    assert api.post("/api/v1/namespaces", json={"metadata": {"name": name}}).status_code == 201
-    return name
 
 
 def local_class(api: httpx.Client, *, expandable: bool = True) -> str:
@@ -130,29 +103,10 @@ def local_class(api: httpx.Client, *, expandable: bool = True) -> str:
     return name
 
 
-def patch_request(api: httpx.Client, ns: str, name: str, size: str) -> httpx.Response:
-    return api.patch(claim_path(ns, name),
-                     json={"spec": {"resources": {"requests": {"storage": size}}}},
-                     headers={"Content-Type": "application/merge-patch+json"})
-
-
 def volume_of(api: httpx.Client, claim: Obj) -> Obj:
     pv = get(api, f"/api/v1/persistentvolumes/{claim['spec']['volumeName']}")
     assert pv is not None
     return pv
-
-
-def wait_capacity(api: httpx.Client, ns: str, name: str, size: str, timeout: float = 20.0
-                  ) -> Obj:
-    claim: Obj = eventually(
-        lambda: (c := get(api, claim_path(ns, name))) and
-        (c["status"].get("capacity") or {}).get("storage") == size and c,
-        timeout, f"claim {ns}/{name} capacity {size}")
-    return claim
-
-
-def event_reasons(api: httpx.Client, ns: str, name: str) -> dict[str, Obj]:
-    return {e["reason"]: e for e in events_of(api, ns, name)}
 
 
 def test_grow_local_claim(api: httpx.Client, ns: str, local_base: Path) -> None:
@@ -224,15 +178,15 @@ def test_shrink_is_refused(api: httpx.Client, ns: str) -> None:
 
 
 def test_driver_failure_is_reported_and_retried(api: httpx.Client, ns: str,
-                                                cm: ManagerThread) -> None:
-    assert cm.flaky is not None
+                                                controllers: FlakyManager) -> None:
+    assert controllers.flaky is not None
     cls = local_class(api)
     make_claim(api, ns, "flaky", cls, "1Gi")
     bound = wait_bound(api, ns, "flaky")
-    cm.flaky.failures = 2
+    controllers.flaky.failures = 2
     assert patch_request(api, ns, "flaky", "2Gi").status_code == 200
     wait_capacity(api, ns, "flaky", "2Gi", timeout=30)
-    assert cm.flaky.failures == 0
+    assert controllers.flaky.failures == 0
     failed = eventually(lambda: event_reasons(api, ns, "flaky").get("VolumeResizeFailed"),
                         10, "VolumeResizeFailed event")
     assert failed["type"] == "Warning"

@@ -12,7 +12,6 @@ called without credentials and refuses, as it would in Kubernetes.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,39 +20,29 @@ from typing import Any
 import httpx
 import pytest
 
-from storage import manager, provisioner
+from storage import provisioner
 from storage import provisioning_secrets as ps
-from storage.runtime import kube as kube_api
-from tests.api.test_provisioning import claim_path, events_of, eventually, get, wait_bound
-from tests.api.test_resize import patch_request, wait_capacity
 from tests.conftest import ApiServer
-from tests.loopthread import LoopThread
 from tests.node.sshd import Sshd, require_sshd
+from tests.support import (
+    SECRETS_NS,
+    ManagerThread,
+    claim_path,
+    events_of,
+    eventually,
+    get,
+    make_claim,
+    make_class,
+    manager_config,
+    patch_request,
+    put_secret,
+    running_apiserver,
+    wait_bound,
+    wait_capacity,
+)
 
 Obj = dict[str, Any]
 MI = 1024**2
-SECRETS_NS = "nfs-provisioner"
-
-
-class ManagerThread(LoopThread):
-    """storage.manager.ControllerManager with only the nfs driver, in a thread."""
-
-    def __init__(self, server: ApiServer) -> None:
-        self.config = manager.ManagerConfig(
-            kubeconfig=server.data_dir / "controller-manager.kubeconfig", leader_elect=False,
-            resync=5.0, run_scheduler=False, node_lifecycle=None,
-            provisioning=provisioner.ProvisionerConfig(identity="resize-sftp"))
-        super().__init__()
-        self.ready = threading.Event()
-
-    async def run(self) -> None:
-        kube = kube_api.Kube.from_kubeconfig(str(self.config.kubeconfig))
-        try:
-            cm = manager.ControllerManager(kube, self.config)
-            self.ready.set()
-            await cm.run_controllers()
-        finally:
-            await kube.close()
 
 
 @pytest.fixture(scope="module")
@@ -68,37 +57,20 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, sshd: Sshd) -> Iterator[ApiServer]:
-    srv = ApiServer(tmp_path_factory.mktemp("resize-sftp")).start()
-    try:
-        with srv.client() as api:
-            r = api.post("/api/v1/namespaces", json={"metadata": {"name": SECRETS_NS}})
-            assert r.status_code == 201, r.text
+    with running_apiserver(tmp_path_factory.mktemp("resize-sftp"),
+                           namespaces=(SECRETS_NS,)) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
-def cm(server: ApiServer) -> Iterator[ManagerThread]:
-    running = ManagerThread(server)
-    running.start_thread()
-    assert running.ready.wait(15)
+def controllers(server: ApiServer) -> Iterator[ManagerThread]:
+    """The controller-manager with only the nfs driver."""
+    config = manager_config(server, run_scheduler=False, node_lifecycle=None,
+                            provisioning=provisioner.ProvisionerConfig(identity="resize-sftp"))
+    running = ManagerThread(config).start()
     yield running
     running.stop()
     assert running.error is None, running.error
-
-
-@pytest.fixture()
-def api(server: ApiServer, cm: ManagerThread) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture()
-def ns(api: httpx.Client) -> str:
-    name = f"sftp-{uuid.uuid4().hex[:8]}"
-    assert api.post("/api/v1/namespaces", json={"metadata": {"name": name}}).status_code == 201
-    return name
 
 
 @pytest.fixture()
@@ -108,20 +80,11 @@ def share(tmp_path: Path) -> Path:
     return path
 
 
-def put_secret(api: httpx.Client, namespace: str, name: str, data: dict[str, str]) -> None:
-    r = api.post(f"/api/v1/namespaces/{namespace}/secrets",
-                 json={"metadata": {"name": name}, "stringData": data})
-    assert r.status_code == 201, r.text
-
-
-def make_class(api: httpx.Client, sshd: Sshd, share: Path, secrets: dict[str, str]) -> str:
+def sftp_class(api: httpx.Client, sshd: Sshd, share: Path, secrets: dict[str, str]) -> str:
     name = f"sftp-{uuid.uuid4().hex[:8]}"
-    body = {"metadata": {"name": name}, "provisioner": provisioner.NFS,
-            "allowVolumeExpansion": True, "volumeBindingMode": "Immediate",
-            "parameters": {"server": "127.0.0.1", "share": str(share),
-                           "sshPort": str(sshd.port), **secrets}}
-    r = api.post("/apis/storage.k8s.io/v1/storageclasses", json=body)
-    assert r.status_code == 201, r.text
+    make_class(api, name, provisioner_name=provisioner.NFS, allowVolumeExpansion=True,
+               parameters={"server": "127.0.0.1", "share": str(share),
+                           "sshPort": str(sshd.port), **secrets})
     return name
 
 
@@ -131,10 +94,7 @@ def ensure_provisioner_secret(api: httpx.Client, sshd: Sshd) -> None:
 
 
 def provisioned(api: httpx.Client, ns: str, cls: str) -> Obj:
-    r = api.post(claim_path(ns), json={"metadata": {"name": "data"}, "spec": {
-        "accessModes": ["ReadWriteMany"], "storageClassName": cls,
-        "resources": {"requests": {"storage": "64Mi"}}}})
-    assert r.status_code == 201, r.text
+    make_claim(api, ns, "data", cls, "64Mi", access_mode="ReadWriteMany")
     return wait_bound(api, ns, "data", timeout=30)
 
 
@@ -164,7 +124,7 @@ def test_nfs_volume_over_sftp_grows(api: httpx.Client, ns: str, sshd: Sshd, shar
     ensure_provisioner_secret(api, sshd)
     put_secret(api, ns, "data-expand", sshd.secrets())
     shared = ps.DEFAULT_NAME in expand_parameters
-    cls = make_class(api, sshd, share, {**({} if shared else PROVISIONER_SECRET),
+    cls = sftp_class(api, sshd, share, {**({} if shared else PROVISIONER_SECRET),
                                         **expand_parameters})
     claim = provisioned(api, ns, cls)
     assert recorded_capacity(share, claim) == 64 * MI
@@ -184,7 +144,7 @@ def test_without_an_expand_secret_the_driver_refuses(api: httpx.Client, ns: str,
     """A class naming only the provisioner Secret: external-resizer passes no credentials,
     and the driver cannot reach the export without them."""
     ensure_provisioner_secret(api, sshd)
-    cls = make_class(api, sshd, share, PROVISIONER_SECRET)
+    cls = sftp_class(api, sshd, share, PROVISIONER_SECRET)
     claim = provisioned(api, ns, cls)
     volume = api.get(f"/api/v1/persistentvolumes/{claim['spec']['volumeName']}").json()
     assert "controllerExpandSecretRef" not in volume["spec"]["csi"]
@@ -200,7 +160,7 @@ def test_without_an_expand_secret_the_driver_refuses(api: httpx.Client, ns: str,
 def test_missing_expand_secret_is_reported_then_used_once_it_exists(
         api: httpx.Client, ns: str, sshd: Sshd, share: Path) -> None:
     ensure_provisioner_secret(api, sshd)
-    cls = make_class(api, sshd, share, {**PROVISIONER_SECRET,
+    cls = sftp_class(api, sshd, share, {**PROVISIONER_SECRET,
                                         ps.CONTROLLER_EXPAND_NAME: "late",
                                         ps.CONTROLLER_EXPAND_NAMESPACE: ns})
     claim = provisioned(api, ns, cls)

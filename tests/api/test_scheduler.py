@@ -14,99 +14,39 @@ from typing import Any
 import httpx
 import pytest
 
-from storage import provisioner
-from tests.api.test_provisioning import (
+from tests.conftest import ApiServer
+from tests.support import (
+    LOCAL,
+    TWO_NODES,
     Stack,
     eventually,
+    failed_scheduling,
     get,
     local_driver,
     make_claim,
     make_class,
+    make_pod,
+    pod_node,
     reasons,
+    running_apiserver,
     wait_bound,
+    wait_placed,
 )
-from tests.conftest import ApiServer
 
 Obj = dict[str, Any]
-NODES = {"node-a": "a", "node-b": "b"}
-
-
-def node(name: str, zone: str, ready: bool = True) -> Obj:
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name,
-                                                  "zone": zone}},
-            "status": {"allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"},
-                       "capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"},
-                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    srv = ApiServer(tmp_path_factory.mktemp("scheduler")).start()
-    with srv.client() as api:
-        for name, zone in NODES.items():
-            r = api.post("/api/v1/nodes", json=node(name, zone))
-            assert r.status_code == 201, r.text
-            r = api.put(f"/api/v1/nodes/{name}/status", json={**node(name, zone),
-                        "metadata": r.json()["metadata"]})
-            assert r.status_code == 200, r.text
-    yield srv
-    srv.stop()
+    with running_apiserver(tmp_path_factory.mktemp("scheduler"), nodes=TWO_NODES) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
-def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("sched-volumes")
-    return {"node-a": root / "node-a", "node-b": root / "node-b"}
-
-
-@pytest.fixture(scope="module")
-def stack(server: ApiServer, bases: dict[str, Path]) -> Iterator[Stack]:
-    running = Stack(server, {provisioner.LOCAL: local_driver(bases)}, identity="s").start()
+def controllers(server: ApiServer, bases: dict[str, Path]) -> Iterator[Stack]:
+    running = Stack(server, {LOCAL: local_driver(bases)}, identity="s").start()
     yield running
     running.stop()
-
-
-@pytest.fixture()
-def api(server: ApiServer, stack: Stack) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture()
-def ns(api: httpx.Client) -> str:
-    name = f"s-{uuid.uuid4().hex[:8]}"
-    assert api.post("/api/v1/namespaces", json={"metadata": {"name": name}}).status_code == 201
-    return name
-
-
-def make_pod(api: httpx.Client, ns: str, name: str, *, claims: tuple[str, ...] = (),
-             selector: dict[str, str] | None = None, cpu: str = "100m") -> None:
-    spec: Obj = {"containers": [{"name": "c", "image": "busybox",
-                                 "resources": {"requests": {"cpu": cpu}}}],
-                 "volumes": [{"name": f"v{i}", "persistentVolumeClaim": {"claimName": c}}
-                             for i, c in enumerate(claims)]}
-    if selector:
-        spec["nodeSelector"] = selector
-    r = api.post(f"/api/v1/namespaces/{ns}/pods", json={"metadata": {"name": name},
-                                                         "spec": spec})
-    assert r.status_code == 201, r.text
-
-
-def pod_node(api: httpx.Client, ns: str, name: str) -> str:
-    pod = get(api, f"/api/v1/namespaces/{ns}/pods/{name}")
-    return str(((pod or {}).get("spec") or {}).get("nodeName") or "")
-
-
-def wait_placed(api: httpx.Client, ns: str, name: str) -> str:
-    placed: str = eventually(lambda: pod_node(api, ns, name), 20, f"pod {name} placed")
-    return placed
-
-
-def failed_scheduling(api: httpx.Client, ns: str, name: str) -> str:
-    message: str = eventually(lambda: reasons(api, ns, name).get("FailedScheduling"), 15,
-                              "FailedScheduling")
-    return message
 
 
 def local_pv(api: httpx.Client, name: str, cls: str, on: str, claim: tuple[str, str] | None = None
@@ -129,7 +69,7 @@ def test_pod_placed_by_node_selector_through_binding(api: httpx.Client, ns: str)
     assert pod is not None
     scheduled = [c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled"]
     assert scheduled[0]["status"] == "True"  # set by the pods/binding subresource
-    got = eventually(lambda: reasons(api, ns, "web").get("Scheduled"), what="Scheduled event")
+    got = eventually(lambda: reasons(api, ns, "web").get("Scheduled"), 15, what="Scheduled event")
     assert got == f"Successfully assigned {ns}/web to node-b"
 
 
@@ -213,7 +153,7 @@ def test_provisioning_failure_clears_the_node_and_the_pod_is_placed_again(
               headers={"Content-Type": "application/merge-patch+json"})
     try:
         make_pod(api, ns, "db", claims=("data",))
-        failed = eventually(lambda: reasons(api, ns, "data").get("ProvisioningFailed"),
+        failed = eventually(lambda: reasons(api, ns, "data").get("ProvisioningFailed"), 15,
                             what="ProvisioningFailed on node-b")
         assert "nodePath" in failed and "node-b" in failed
         # The selection is cleared and, node-b being the only choice, made again: the pod

@@ -10,39 +10,25 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.api.test_provisioning import Stack, eventually, get, reasons, wait_bound
-from tests.api.test_scheduler import failed_scheduling, make_pod, pod_node, wait_placed
+from tests.api.test_scheduler import controllers as scheduler_controllers
 from tests.api.test_scheduler import server as scheduler_server
-from tests.api.test_scheduler import stack as scheduler_stack
-from tests.conftest import ApiServer
+from tests.support import (
+    eventually,
+    failed_scheduling,
+    get,
+    make_pod,
+    pod_node,
+    reasons,
+    wait_bound,
+    wait_placed,
+)
 
 server = scheduler_server  # the module's apiserver with node-a and node-b, as there
-stack = scheduler_stack
-
-
-@pytest.fixture()
-def api(server: ApiServer, stack: Stack) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture()
-def ns(api: httpx.Client) -> str:
-    name = f"r-{uuid.uuid4().hex[:8]}"
-    assert api.post("/api/v1/namespaces", json={"metadata": {"name": name}}).status_code == 201
-    return name
-
-
-@pytest.fixture(scope="module")
-def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("rwop-volumes")
-    return {"node-a": root / "node-a", "node-b": root / "node-b"}
+controllers = scheduler_controllers
 
 
 Obj = dict[str, Any]
@@ -81,7 +67,7 @@ def test_second_pod_of_a_read_write_once_pod_claim_waits(api: httpx.Client, ns: 
     wait_placed(api, ns, "first")
     make_pod(api, ns, "second", claims=("data",))
     assert failed_scheduling(api, ns, "second") == RWOP_MESSAGE
-    condition = eventually(lambda: scheduled_condition(api, ns, "second"),
+    condition = eventually(lambda: scheduled_condition(api, ns, "second"), 15,
                            what="PodScheduled condition")
     assert (condition["status"], condition["reason"], condition["message"]) == (
         "False", "Unschedulable", RWOP_MESSAGE)

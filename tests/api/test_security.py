@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from apiserver import kubeconfig, pki
 from tests.conftest import ApiServer, kubectl_available, require_real
+from tests.support import eventually
 
 ALICE_TOKEN = "alice-token-0123456789abcdef"
 ROOT_TOKEN = "root-token-0123456789abcdef"
@@ -72,15 +72,6 @@ def self_signed(name: str, groups: tuple[str, ...]) -> tuple[bytes, bytes]:
     return (cert.public_bytes(serialization.Encoding.PEM),
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()))
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """The policy cache follows the store's watch: grants take effect a moment later."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def forbidden(message: str, kind: str, name: str = "") -> dict[str, Any]:
@@ -300,11 +291,12 @@ def test_rolebinding_grants_then_revocation_denies(secure: ApiServer, admin: htt
     assert admin.post(f"{rbac}/roles", json=role).status_code == 201
     assert admin.post(f"{rbac}/rolebindings", json=binding).status_code == 201
     with tls_client(secure, user_cert(secure, tmp_path, "dan", ("devs",))) as dan:
-        eventually(lambda: dan.get(f"/api/v1/namespaces/{ns}/secrets").status_code == 200)
+        # The policy cache follows the store's watch: grants take effect a moment later.
+        eventually(lambda: dan.get(f"/api/v1/namespaces/{ns}/secrets").status_code == 200, 10)
         assert dan.get("/api/v1/namespaces/default/secrets").status_code == 403
         assert dan.delete(f"/api/v1/namespaces/{ns}/secrets/x").status_code == 403
         assert admin.delete(f"{rbac}/rolebindings/devs-read-secrets").status_code == 200
-        eventually(lambda: dan.get(f"/api/v1/namespaces/{ns}/secrets").status_code == 403)
+        eventually(lambda: dan.get(f"/api/v1/namespaces/{ns}/secrets").status_code == 403, 10)
 
 
 def test_kubectl_auth_can_i_and_forbidden_message(secure: ApiServer, admin: httpx.Client,
@@ -330,7 +322,7 @@ def test_kubectl_auth_can_i_and_forbidden_message(secure: ApiServer, admin: http
     assert admin.post(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
                       json=binding).status_code == 201
     eventually(lambda: secure.kubectl(*as_erin, "auth", "can-i", "get", "secrets", "-n", ns,
-                                      check=False).stdout.strip() == "yes")
+                                      check=False).stdout.strip() == "yes", 10)
     elsewhere = secure.kubectl(*as_erin, "auth", "can-i", "get", "secrets", "-n", "default",
                                check=False)
     assert elsewhere.stdout.strip() == "no"
@@ -382,7 +374,7 @@ def kubelets(secure: ApiServer, admin: httpx.Client, ns: str
         files = pki.node_cert(issued, node)
         clients[node] = tls_client(secure, (files.cert, files.key))
     eventually(lambda: clients["node-a"].get(f"/api/v1/namespaces/{ns}/secrets/sa"
-                                             ).status_code == 200)
+                                             ).status_code == 200, 10)
     yield clients
     for client in clients.values():
         client.close()

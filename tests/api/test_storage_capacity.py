@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,53 +23,30 @@ import httpx
 import pytest
 
 from apimachinery import quantity
-from storage import capacity, manager, provisioner
-from storage.runtime import kube as kube_api
-from tests.api.test_provisioning import (
+from storage import capacity, provisioner
+from tests.conftest import ApiServer, kubectl_available, require_real
+from tests.support import (
+    TWO_NODES,
+    ManagerThread,
     claim_path,
     eventually,
+    failed_scheduling,
     get,
     make_claim,
     make_class,
+    make_pod,
+    manager_config,
+    node,
     reasons,
+    running_apiserver,
     wait_bound,
+    wait_placed,
 )
-from tests.api.test_scheduler import failed_scheduling, make_pod, node, wait_placed
-from tests.conftest import ApiServer, kubectl_available, require_real
-from tests.loopthread import LoopThread
 
 Obj = dict[str, Any]
 MI = 1024**2
 TMPFS_SIZE = 16 * MI
 CAPACITIES = "/apis/storage.k8s.io/v1/namespaces/kube-system/csistoragecapacities"
-
-
-class ManagerThread(LoopThread):
-    """storage.manager.ControllerManager in a thread with its own event loop."""
-
-    def __init__(self, server: ApiServer, paths: dict[str, Path]) -> None:
-        self.config = manager.ManagerConfig(
-            kubeconfig=server.data_dir / "controller-manager.kubeconfig", leader_elect=False,
-            resync=5.0, node_lifecycle=None,
-            provisioning=provisioner.ProvisionerConfig(
-                local_paths={n: (str(p),) for n, p in paths.items()}, identity="capacity"))
-        super().__init__()
-        self.ready = threading.Event()
-
-    async def run(self) -> None:
-        kube = kube_api.Kube.from_kubeconfig(str(self.config.kubeconfig))
-        try:
-            cm = manager.ControllerManager(kube, self.config)
-            assert cm.capacity is not None, "the manager must build the capacity publisher"
-            self.ready.set()
-            await cm.run_controllers()
-        finally:
-            await kube.close()
-
-    def start(self) -> ManagerThread:
-        self.start_thread()
-        assert self.ready.wait(15)
-        return self
 
 
 @pytest.fixture(scope="module")
@@ -94,36 +70,21 @@ def paths(small_disk: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    srv = ApiServer(tmp_path_factory.mktemp("capacity")).start()
-    with srv.client() as api:
-        for name, zone in (("node-a", "a"), ("node-b", "b")):
-            created = api.post("/api/v1/nodes", json=node(name, zone))
-            assert created.status_code == 201, created.text
-            status = api.put(f"/api/v1/nodes/{name}/status",
-                             json={**node(name, zone), "metadata": created.json()["metadata"]})
-            assert status.status_code == 200, status.text
-    yield srv
-    srv.stop()
+    with running_apiserver(tmp_path_factory.mktemp("capacity"), nodes=TWO_NODES) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
-def cm(server: ApiServer, paths: dict[str, Path]) -> Iterator[ManagerThread]:
-    running = ManagerThread(server, paths).start()
+def controllers(server: ApiServer, paths: dict[str, Path]) -> Iterator[ManagerThread]:
+    config = manager_config(server, node_lifecycle=None,
+                            provisioning=provisioner.ProvisionerConfig(
+                                local_paths={n: (str(p),) for n, p in paths.items()},
+                                identity="capacity"))
+    running = ManagerThread(config).start()
+    assert running.manager is not None and running.manager.capacity is not None, \
+        "the manager must build the capacity publisher"
     yield running
     running.stop()
-
-
-@pytest.fixture()
-def api(server: ApiServer, cm: ManagerThread) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture()
-def ns(api: httpx.Client) -> str:
-    name = f"cap-{uuid.uuid4().hex[:8]}"
-    assert api.post("/api/v1/namespaces", json={"metadata": {"name": name}}).status_code == 201
-    return name
 
 
 def wffc_class(api: httpx.Client) -> str:

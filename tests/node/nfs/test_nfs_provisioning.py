@@ -1,8 +1,8 @@
 """Dynamic provisioning on `storagelab.io/nfs`, end to end, against real servers.
 
 A real apiserver process; the PV controller, the protection controllers and the provisioner
-in this process (`NfsStack`); a real NFS-Ganesha exporting a directory on loopback. The
-export reaches the provisioner two ways, as the class says: as a local path (the export
+in this process (`tests.support.Stack`); a real NFS-Ganesha exporting a directory on loopback.
+The export reaches the provisioner two ways, as the class says: as a local path (the export
 mounted through the userspace NFS client, so every directory operation goes over NFS to
 Ganesha) or over SFTP to a real OpenSSH server on a loopback port, with the SSH credentials
 in a Secret the class names (`csi.storage.k8s.io/provisioner-secret-name`/`-namespace`).
@@ -15,13 +15,12 @@ mounts a `spec.csi` nfs.storagelab.io PV made by this driver).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,18 +30,27 @@ import pytest
 
 from csi_like import contract, nfs
 from kubelet.mounters import nfs as nfs_mounters
-from storage import protection, provisioner, provisioning_secrets, pv_controller, reclaim
-from storage.runtime import events, shared
-from storage.runtime import kube as kube_api
+from storage import provisioner, provisioning_secrets
 from tests.conftest import ApiServer
-from tests.loopthread import LoopThread
 from tests.node.sshd import Sshd, require_sshd
+from tests.support import (
+    SECRETS_NS,
+    Stack,
+    claim_path,
+    events_of,
+    eventually,
+    get,
+    make_claim,
+    make_class,
+    put_secret,
+    running_apiserver,
+    wait_bound,
+)
 
 from .conftest import GaneshaServer, mounted
 
 Obj = dict[str, Any]
 NFS = provisioner.NFS
-SECRETS_NS = "nfs-provisioner"
 FAST_FAIL = ("timeo=20", "actimeo=0")  # a stopped server answers EIO within ~2 s
 
 
@@ -74,51 +82,13 @@ class RecordingDriver:
             return [a for a in self.attempts if a[0] >= since]
 
 
-class NfsStack(LoopThread):
-    """The controllers of a controller-manager with the nfs driver, in a thread."""
-
-    def __init__(self, server: ApiServer, driver: RecordingDriver) -> None:
-        self.server, self.driver = server, driver
-        super().__init__()
-
-    async def run(self) -> None:
-        kube = kube_api.Kube.from_kubeconfig(
-            str(self.server.data_dir / "controller-manager.kubeconfig"))
-        informers = shared.Informers(kube, resync=5)
-        recorder = events.EventRecorder(kube, pv_controller.COMPONENT)
-        drivers: dict[str, Any] = {NFS: self.driver}
-        reclaimers = reclaim.Reclaimers(provisioner.reclaimers_for(drivers, kube))
-        pv = pv_controller.PersistentVolumeController(kube, informers, recorder, reclaimers)
-        runs: list[Callable[[], Coroutine[Any, Any, None]]] = [
-            pv.run, protection.PVCProtectionController(kube, informers).run,
-            protection.PVProtectionController(kube, informers).run,
-            provisioner.ProvisionController(kube, informers, drivers, identity="nfs-test").run]
-        tasks = [asyncio.create_task(informers.run()), asyncio.create_task(recorder.run())]
-        try:
-            await informers.wait_synced()
-            tasks += [asyncio.create_task(run()) for run in runs]
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await kube.close()
-
-
 # ----------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    srv = ApiServer(tmp_path_factory.mktemp("nfs-provisioning")).start()
-    try:
-        with srv.client() as api:
-            r = api.post("/api/v1/namespaces", json={"metadata": {"name": SECRETS_NS}})
-            assert r.status_code == 201, r.text
+    with running_apiserver(tmp_path_factory.mktemp("nfs-provisioning"),
+                           namespaces=(SECRETS_NS,)) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -127,25 +97,12 @@ def driver() -> RecordingDriver:
 
 
 @pytest.fixture(scope="module")
-def stack(server: ApiServer, driver: RecordingDriver) -> Iterator[NfsStack]:
-    running = NfsStack(server, driver)
-    running.start_thread()
+def controllers(server: ApiServer, driver: RecordingDriver) -> Iterator[Stack]:
+    """Binder, protection and provisioner with the nfs driver (no scheduler)."""
+    running = Stack(server, {NFS: driver}, identity="nfs-test", schedule=False).start()
     yield running
     running.stop()
     assert running.error is None, running.error
-
-
-@pytest.fixture()
-def api(server: ApiServer, stack: NfsStack) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture()
-def ns(api: httpx.Client) -> str:
-    name = f"n-{uuid.uuid4().hex[:8]}"
-    assert api.post("/api/v1/namespaces", json={"metadata": {"name": name}}).status_code == 201
-    return name
 
 
 @dataclass
@@ -177,36 +134,9 @@ def export(request: pytest.FixtureRequest, ganesha: GaneshaServer) -> Export:
 
 # ----------------------------------------------------------------------------- helpers
 
-def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.1)
-
-
-def get(api: httpx.Client, path: str) -> Obj | None:
-    r = api.get(path)
-    return dict(r.json()) if r.status_code == 200 else None
-
-
-def claim_path(ns: str, name: str = "") -> str:
-    return f"/api/v1/namespaces/{ns}/persistentvolumeclaims" + (f"/{name}" if name else "")
-
-
-def put_secret(api: httpx.Client, name: str, data: dict[str, str]) -> None:
-    api.delete(f"/api/v1/namespaces/{SECRETS_NS}/secrets/{name}")
-    r = api.post(f"/api/v1/namespaces/{SECRETS_NS}/secrets",
-                 json={"metadata": {"name": name}, "stringData": data})
-    assert r.status_code == 201, r.text
-
-
-def make_class(api: httpx.Client, export: Export, *, secret_name: str = "",
-               reclaim_policy: str = "Delete", mount_options: tuple[str, ...] = (),
-               extra: dict[str, str] | None = None, **parameters: str) -> str:
+def export_class(api: httpx.Client, export: Export, *, secret_name: str = "",
+                 reclaim_policy: str = "Delete", mount_options: tuple[str, ...] = (),
+                 extra: dict[str, str] | None = None, **parameters: str) -> str:
     """A class on the export; a class reaching it over SFTP names a Secret with its
     credentials (made here unless `secret_name` names another)."""
     name = f"nfs-{uuid.uuid4().hex[:8]}"
@@ -214,38 +144,22 @@ def make_class(api: httpx.Client, export: Export, *, secret_name: str = "",
     if export.secret or secret_name:
         if not secret_name:
             secret_name = f"ssh-{name}"
-            put_secret(api, secret_name, export.secret)
+            put_secret(api, SECRETS_NS, secret_name, export.secret)
         params |= {provisioning_secrets.PROVISIONER_NAME: secret_name,
                    provisioning_secrets.PROVISIONER_NAMESPACE: SECRETS_NS}
-    body: Obj = {"metadata": {"name": name}, "provisioner": NFS, "parameters": params,
-                 "reclaimPolicy": reclaim_policy, "volumeBindingMode": "Immediate"}
-    if mount_options:
-        body["mountOptions"] = list(mount_options)
-    r = api.post("/apis/storage.k8s.io/v1/storageclasses", json=body)
-    assert r.status_code == 201, r.text
+    options: Obj = {"mountOptions": list(mount_options)} if mount_options else {}
+    make_class(api, name, provisioner_name=NFS, parameters=params,
+               reclaimPolicy=reclaim_policy, **options)
     return name
 
 
-def make_claim(api: httpx.Client, ns: str, cls: str, name: str = "data",
-               size: str = "64Mi") -> Obj:
-    r = api.post(claim_path(ns), json={"metadata": {"name": name}, "spec": {
-        "accessModes": ["ReadWriteMany"], "storageClassName": cls,
-        "resources": {"requests": {"storage": size}}}})
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-def wait_bound(api: httpx.Client, ns: str, name: str = "data", timeout: float = 30) -> Obj:
-    bound: Obj = eventually(lambda: (c := get(api, claim_path(ns, name))) and
-                            c["status"].get("phase") == "Bound" and c, timeout,
-                            f"claim {ns}/{name} Bound")
-    return bound
+def data_claim(api: httpx.Client, ns: str, cls: str, size: str = "64Mi") -> Obj:
+    """The claim "data": ReadWriteMany, as nfs volumes are shared."""
+    return make_claim(api, ns, "data", cls, size, access_mode="ReadWriteMany")
 
 
 def claim_events(api: httpx.Client, ns: str, name: str, reason: str) -> list[Obj]:
-    items = api.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
-    return [e for e in items if e["involvedObject"].get("name") == name
-            and e["reason"] == reason]
+    return [e for e in events_of(api, ns, name) if e["reason"] == reason]
 
 
 def failures_saying(api: httpx.Client, ns: str, fragment: str) -> list[Obj]:
@@ -267,7 +181,7 @@ def tree(root: Path) -> set[str]:
 
 def delete_claim(api: httpx.Client, ns: str, name: str = "data") -> None:
     assert api.delete(claim_path(ns, name)).status_code == 200
-    eventually(lambda: get(api, claim_path(ns, name)) is None, what=f"claim {name} gone")
+    eventually(lambda: get(api, claim_path(ns, name)) is None, 20, what=f"claim {name} gone")
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -275,10 +189,10 @@ def delete_claim(api: httpx.Client, ns: str, name: str = "data") -> None:
 def test_claim_gets_a_subdirectory_of_the_export(api: httpx.Client, ns: str,
                                                  export: Export,
                                                  ganesha: GaneshaServer) -> None:
-    cls = make_class(api, export, mount_options=tuple(ganesha.options),
-                     subDir="{namespace}/{pvc_name}", mountPermissions="0775")
-    claim = make_claim(api, ns, cls)
-    bound = wait_bound(api, ns)
+    cls = export_class(api, export, mount_options=tuple(ganesha.options),
+                       subDir="{namespace}/{pvc_name}", mountPermissions="0775")
+    claim = data_claim(api, ns, cls)
+    bound = wait_bound(api, ns, "data", 30)
     name = f"pvc-{claim['metadata']['uid']}"
     assert bound["spec"]["volumeName"] == name
     pv = get(api, f"/api/v1/persistentvolumes/{name}")
@@ -302,14 +216,14 @@ def test_claim_gets_a_subdirectory_of_the_export(api: httpx.Client, ns: str,
     assert csi["volumeAttributes"]["subDir"] == f"{ns}/data"
     assert nfs.decode(csi["volumeHandle"])[2] == f"{ns}/data"  # the real backend path
     assert directory.is_dir() and directory.stat().st_mode & 0o777 == 0o775
-    succeeded = eventually(lambda: claim_events(api, ns, "data", "ProvisioningSucceeded"),
+    succeeded = eventually(lambda: claim_events(api, ns, "data", "ProvisioningSucceeded"), 20,
                            what="ProvisioningSucceeded")
     assert succeeded[0]["message"] == f"Successfully provisioned volume {name}"
     assert succeeded[0]["source"]["component"].startswith(f"{NFS}_")
 
     (directory / "kept-until-delete").write_text("x")
     delete_claim(api, ns)
-    eventually(lambda: get(api, f"/api/v1/persistentvolumes/{name}") is None,
+    eventually(lambda: get(api, f"/api/v1/persistentvolumes/{name}") is None, 20,
                what="PV deleted")
     assert not (export.share / ns).exists()  # the volume and its emptied parent
     assert f".storagelab/{name}.json" not in tree(export.share)
@@ -317,13 +231,13 @@ def test_claim_gets_a_subdirectory_of_the_export(api: httpx.Client, ns: str,
 
 def test_archive_on_delete_renames_the_directory(api: httpx.Client, ns: str,
                                                  export: Export) -> None:
-    cls = make_class(api, export, subDir="{namespace}/{pvc_name}", onDelete="archive")
-    claim = make_claim(api, ns, cls)
-    wait_bound(api, ns)
+    cls = export_class(api, export, subDir="{namespace}/{pvc_name}", onDelete="archive")
+    claim = data_claim(api, ns, cls)
+    wait_bound(api, ns, "data", 30)
     name = f"pvc-{claim['metadata']['uid']}"
     (export.share / ns / "data" / "results.csv").write_text("1,2,3\n")
     delete_claim(api, ns)
-    eventually(lambda: get(api, f"/api/v1/persistentvolumes/{name}") is None,
+    eventually(lambda: get(api, f"/api/v1/persistentvolumes/{name}") is None, 20,
                what="PV deleted")
     assert sorted(p.name for p in (export.share / ns).iterdir()) == ["archived-data"]
     assert (export.share / ns / "archived-data" / "results.csv").read_text() == "1,2,3\n"
@@ -341,8 +255,8 @@ def test_bad_class_or_claim_fails_clearly_and_creates_nothing(
         api: httpx.Client, ns: str, export: Export, parameters: dict[str, str], size: str,
         expected: str) -> None:
     before = tree(export.share)
-    cls = make_class(api, export, extra=parameters)
-    claim = make_claim(api, ns, cls, size=size)
+    cls = export_class(api, export, extra=parameters)
+    claim = data_claim(api, ns, cls, size=size)
     assert_refused(api, ns, cls, claim, expected)
     assert tree(export.share) == before
 
@@ -360,12 +274,12 @@ def test_bad_credentials_fail_clearly_and_create_nothing(
     export = sftp_export(ganesha, sshd)
     before = tree(export.share)
     if secret is None:
-        cls = make_class(api, export, secret_name="absent")
+        cls = export_class(api, export, secret_name="absent")
     else:
         secret_name = f"bad-{uuid.uuid4().hex[:8]}"
-        put_secret(api, secret_name, {"knownHosts": sshd.known_hosts, **secret})
-        cls = make_class(api, export, secret_name=secret_name)
-    claim = make_claim(api, ns, cls)
+        put_secret(api, SECRETS_NS, secret_name, {"knownHosts": sshd.known_hosts, **secret})
+        cls = export_class(api, export, secret_name=secret_name)
+    claim = data_claim(api, ns, cls)
     assert_refused(api, ns, cls, claim, expected.format(port=sshd.port))
     assert tree(export.share) == before
 
@@ -374,14 +288,14 @@ def test_unresolvable_secret_template_fails_clearly(api: httpx.Client, ns: str,
                                                     ganesha: GaneshaServer,
                                                     sshd: Sshd) -> None:
     export = sftp_export(ganesha, sshd)
-    cls = make_class(api, export, secret_name="${pvc.label}")
-    claim = make_claim(api, ns, cls)
+    cls = export_class(api, export, secret_name="${pvc.label}")
+    claim = data_claim(api, ns, cls)
     assert_refused(api, ns, cls, claim,
                    'error resolving value "${pvc.label}": invalid tokens: ["pvc.label"]')
 
 
 def assert_refused(api: httpx.Client, ns: str, cls: str, claim: Obj, expected: str) -> None:
-    failed = eventually(lambda: failures_saying(api, ns, expected),
+    failed = eventually(lambda: failures_saying(api, ns, expected), 20,
                         what=f"ProvisioningFailed saying {expected!r}")[0]
     assert failed["type"] == "Warning"
     assert failed["message"].startswith(f'failed to provision volume with StorageClass "{cls}": ')
@@ -412,9 +326,9 @@ def test_ssh_server_down_then_back(api: httpx.Client, ns: str, ganesha: GaneshaS
     require_sshd()
     own = Sshd.create(tmp_path_factory.mktemp("sshd-down"))  # created, not started
     try:
-        cls = make_class(api, sftp_export(ganesha, own), subDir="{namespace}/{pvc_name}")
+        cls = export_class(api, sftp_export(ganesha, own), subDir="{namespace}/{pvc_name}")
         since = time.monotonic()
-        claim = make_claim(api, ns, cls)
+        claim = data_claim(api, ns, cls)
         eventually(lambda: len(driver.attempts_for(since)) >= 3, 15, "three attempts")
         unreachable = f"SSH server 127.0.0.1:{own.port} unreachable"
         eventually(lambda: failed_count(api, ns, unreachable) >= 3, 10,
@@ -423,11 +337,11 @@ def test_ssh_server_down_then_back(api: httpx.Client, ns: str, ganesha: GaneshaS
         assert get(api, f"/api/v1/persistentvolumes/pvc-{claim['metadata']['uid']}") is None
         assert not (ganesha.export_dir / ns).exists()
         own.start()  # nobody touches the claim: the next retry binds it
-        wait_bound(api, ns, timeout=20)
+        wait_bound(api, ns, "data", timeout=20)
         check_backoff(driver.attempts_for(since), 3)
         assert (ganesha.export_dir / ns / "data").is_dir()
         delete_claim(api, ns)
-        eventually(lambda: not (ganesha.export_dir / ns).exists(), what="directory deleted")
+        eventually(lambda: not (ganesha.export_dir / ns).exists(), 20, what="directory deleted")
     finally:
         own.stop()
 
@@ -439,10 +353,10 @@ def test_nfs_server_down_then_back(api: httpx.Client, ns: str,
     own = ganesha_factory()
     try:
         with mounted(mounter, own, tmp_path / "m", FAST_FAIL) as mount:
-            cls = make_class(api, local_export(own, mount), subDir="{namespace}/{pvc_name}")
+            cls = export_class(api, local_export(own, mount), subDir="{namespace}/{pvc_name}")
             own.stop()
             since = time.monotonic()
-            claim = make_claim(api, ns, cls)
+            claim = data_claim(api, ns, cls)
             eventually(lambda: len(driver.attempts_for(since)) >= 2, 20, "two attempts")
             unreachable = f"exportLocalPath {mount} is not reachable on this machine"
             eventually(lambda: failed_count(api, ns, unreachable) >= 2, 10,
@@ -450,13 +364,13 @@ def test_nfs_server_down_then_back(api: httpx.Client, ns: str,
             assert get(api, f"/api/v1/persistentvolumes/pvc-{claim['metadata']['uid']}") \
                 is None
             own.start()
-            wait_bound(api, ns, timeout=40)
+            wait_bound(api, ns, "data", timeout=40)
             attempts = driver.attempts_for(since)
             failures = next(i for i, (_, outcome) in enumerate(attempts) if outcome == "ok")
             check_backoff(attempts, failures)
             assert (own.export_dir / ns / "data").is_dir()
             delete_claim(api, ns)
-            eventually(lambda: not (own.export_dir / ns).exists(), what="directory deleted")
+            eventually(lambda: not (own.export_dir / ns).exists(), 20, what="directory deleted")
     finally:
         with contextlib.suppress(Exception):
             own.stop()
