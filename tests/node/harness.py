@@ -4,18 +4,20 @@ pods and claims, wait on them, read their events and look inside their Docker co
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
+from storagelab import images
 from tests.conftest import REPO, ApiServer, require_real, terminate
 
 Object = dict[str, Any]
@@ -55,6 +57,9 @@ class KubeletProcess:
 
     def tail(self) -> str:
         return self.log.read_text()[-3000:] if self.log.exists() else ""
+
+
+K = TypeVar("K", bound=KubeletProcess)
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0,
@@ -188,3 +193,33 @@ def waiting_state(api: httpx.Client, ns: str, name: str, key: str = "containerSt
         if waiting and waiting.get("reason") not in ("ContainerCreating", "PodInitializing"):
             return dict(waiting)
     return None
+
+
+@contextlib.contextmanager
+def node_cluster(base: Path, start_kubelet: Callable[[ApiServer], K]
+                 ) -> Iterator[tuple[ApiServer, K]]:
+    """An apiserver and the kubelet `start_kubelet` starts, for one test module. On the way
+    out every pod is deleted, and nothing of them may stay mounted or running."""
+    require_node_env()
+    images.build_busybox()
+    server = ApiServer(base / "api").start()
+    kubelet: K | None = None
+    try:
+        kubelet = start_kubelet(server)
+        yield server, kubelet
+        with server.client() as api:
+            delete_all_pods(api)
+        # Pods with a zero grace period vanish at once; the kubelet cleans up after them.
+        root = kubelet.root
+        wait_for("no mount left", lambda: not mounts_under(root))
+        wait_for("no container left", lambda: not kubelet_containers(root))
+    finally:
+        if kubelet is not None:
+            kubelet.stop()
+        server.stop()
+
+
+def one_node(base: Path, node: str) -> contextlib.AbstractContextManager[
+        tuple[ApiServer, KubeletProcess]]:
+    """`node_cluster` with the harness's plain kubelet for `node`."""
+    return node_cluster(base, lambda server: KubeletProcess(server, node, base / "root").start())

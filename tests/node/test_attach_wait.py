@@ -25,7 +25,6 @@ from csi_like import contract, registry
 from storage import attachdetach
 from storage.runtime import kube as kube_api
 from storage.runtime import shared
-from storagelab import images
 from tests.conftest import REPO, ApiServer
 from tests.loopthread import LoopThread
 from tests.node.harness import (
@@ -33,13 +32,11 @@ from tests.node.harness import (
     KubeletProcess,
     busybox,
     create,
-    delete_all_pods,
     docker_exec,
     events_of,
     get_pod,
-    kubelet_containers,
     mounts_under,
-    require_node_env,
+    node_cluster,
     wait_for,
     wait_phase,
 )
@@ -92,24 +89,16 @@ class AttachDetach(LoopThread):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[tuple[ApiServer, LocalPathKubelet]]:
-    require_node_env()
-    images.build_busybox()
     base = tmp_path_factory.mktemp("attach")
-    server = ApiServer(base / "api").start()
-    with server.client() as api:
-        create(api, "/apis/storage.k8s.io/v1/csidrivers", {
-            "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
-            "metadata": {"name": DRIVER}, "spec": {"attachRequired": True}})
-    kubelet = LocalPathKubelet(server, base / "root", base / "local").start()
-    try:
-        yield server, kubelet
-        with server.client() as api:
-            delete_all_pods(api)
-        wait_for("no mount left", lambda: not mounts_under(kubelet.root))
-        wait_for("no container left", lambda: not kubelet_containers(kubelet.root))
-    finally:
-        kubelet.stop()
-        server.stop()
+
+    def start(server: ApiServer) -> LocalPathKubelet:
+        with server.client() as api:  # before the kubelet: every volume of it needs attach
+            create(api, "/apis/storage.k8s.io/v1/csidrivers", {
+                "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+                "metadata": {"name": DRIVER}, "spec": {"attachRequired": True}})
+        return LocalPathKubelet(server, base / "root", base / "local").start()
+    with node_cluster(base, start) as running:
+        yield running
 
 
 def local_claim(api: httpx.Client, ns: str, claim: str, base: Path) -> str:

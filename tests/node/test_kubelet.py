@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storagelab import images
 from tests.conftest import ApiServer
 from tests.node.harness import (
     KubeletProcess,
@@ -21,13 +20,12 @@ from tests.node.harness import (
     bound_claim,
     busybox,
     create,
-    delete_all_pods,
     docker_exec,
     events_of,
     get_pod,
     kubelet_containers,
     mounts_under,
-    require_node_env,
+    one_node,
     wait_for,
     wait_phase,
 )
@@ -37,34 +35,13 @@ NODE = "node-a"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, KubeletProcess]]:
-    require_node_env()
-    images.build_busybox()
-    base = tmp_path_factory.mktemp("node")
-    server = ApiServer(base / "api").start()
-    kubelet = KubeletProcess(server, NODE, base / "root-a").start()
-    try:
-        yield server, kubelet
-        with server.client() as api:
-            delete_all_pods(api)
-        # Pods with a zero grace period vanish at once; the kubelet cleans up after them.
-        wait_for("no mount left", lambda: not mounts_under(kubelet.root))
-        wait_for("no container left", lambda: not kubelet_containers(kubelet.root))
-    finally:
-        kubelet.stop()
-        server.stop()
+    with one_node(tmp_path_factory.mktemp("node"), NODE) as running:
+        yield running
 
 
-@pytest.fixture()
-def api(cluster: tuple[ApiServer, KubeletProcess]) -> Iterator[httpx.Client]:
-    with cluster[0].client() as client:
-        yield client
-
-
-@pytest.fixture()
-def ns(api: httpx.Client) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    assert api.post("/api/v1/namespaces", json={"metadata": {"name": name}}).status_code == 201
-    return name
+@pytest.fixture(scope="module")
+def server(cluster: tuple[ApiServer, KubeletProcess]) -> ApiServer:
+    return cluster[0]
 
 
 def test_node_registers_with_lease(api: httpx.Client) -> None:

@@ -5,29 +5,24 @@ pod per node at a time, and init containers run in order before the app containe
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from storagelab import images
 from tests.conftest import ApiServer
 from tests.node.harness import (
     KubeletProcess,
     bound_claim,
     busybox,
     create,
-    delete_all_pods,
     delete_pod,
     docker_exec,
     events_of,
     get_pod,
-    kubelet_containers,
-    mounts_under,
+    one_node,
     pod_containers,
-    require_node_env,
     wait_for,
     wait_phase,
     waiting_state,
@@ -38,33 +33,13 @@ NODE = "node-life"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, KubeletProcess]]:
-    require_node_env()
-    images.build_busybox()
-    base = tmp_path_factory.mktemp("life")
-    server = ApiServer(base / "api").start()
-    kubelet = KubeletProcess(server, NODE, base / "root").start()
-    try:
-        yield server, kubelet
-        with server.client() as api:
-            delete_all_pods(api)
-        wait_for("no mount left", lambda: not mounts_under(kubelet.root))
-        wait_for("no container left", lambda: not kubelet_containers(kubelet.root))
-    finally:
-        kubelet.stop()
-        server.stop()
+    with one_node(tmp_path_factory.mktemp("life"), NODE) as running:
+        yield running
 
 
-@pytest.fixture()
-def api(cluster: tuple[ApiServer, KubeletProcess]) -> Iterator[httpx.Client]:
-    with cluster[0].client() as client:
-        yield client
-
-
-@pytest.fixture()
-def ns(api: httpx.Client) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    create(api, "/api/v1/namespaces", {"metadata": {"name": name}})
-    return name
+@pytest.fixture(scope="module")
+def server(cluster: tuple[ApiServer, KubeletProcess]) -> ApiServer:
+    return cluster[0]
 
 
 def pod_body(name: str, containers: list[dict], **spec: object) -> dict:
