@@ -31,11 +31,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2
-from lightkube.core.exceptions import ApiError
-from lightkube.resources import core_v1
-from lightkube.types import PatchType
-
 from storage import matching
 from storage.runtime import controller, events, informer, shared, workqueue
 from storage.runtime import kube as kube_api
@@ -246,13 +241,7 @@ class AttachKube(SchedulingKube):
         meta = node.get("metadata") or {}
         patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")},
                  "status": {"volumesAttached": attached or None}}
-        try:
-            got = await self._api.patch(core_v1.NodeStatus, meta.get("name"), patch,
-                                        patch_type=PatchType.MERGE)
-        except (ApiError, httpx2.HTTPError) as e:
-            raise kube_api._translate(e) from e
-        result: Obj = got.to_dict()
-        return result
+        return await self.merge_patch("Node", str(meta.get("name")), patch, status=True)
 
 
 # ----------------------------------------------------------------------------- controller

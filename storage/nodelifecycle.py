@@ -24,7 +24,6 @@ from typing import Any
 import httpx2
 from lightkube.core.exceptions import ApiError
 from lightkube.resources import core_v1
-from lightkube.types import PatchType
 
 from storage.runtime import controller, events, informer, shared
 from storage.runtime import kube as kube_api
@@ -214,13 +213,7 @@ class LifecycleKube(SchedulingKube):
         meta = node.get("metadata") or {}
         patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")},
                  "spec": {"taints": taints or None}}
-        try:
-            got = await self._api.patch(core_v1.Node, meta.get("name"), patch,
-                                        patch_type=PatchType.MERGE)
-        except (ApiError, httpx2.HTTPError) as e:
-            raise kube_api._translate(e) from e
-        result: Obj = got.to_dict()
-        return result
+        return await self.merge_patch("Node", str(meta.get("name")), patch)
 
 
 # ----------------------------------------------------------------------------- controller

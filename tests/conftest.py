@@ -224,3 +224,16 @@ def ns(api: httpx.Client) -> str:
 
 def kubectl_available() -> bool:
     return shutil.which("kubectl") is not None
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real OpenSSH server on a loopback port (the NFS driver's SFTP path), one per module,
+    for tests that do not stop it."""
+    from tests.node.sshd import Sshd, require_sshd  # needs root and openssh-server
+    require_sshd()
+    server = Sshd.create(tmp_path_factory.mktemp("sshd")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

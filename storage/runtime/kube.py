@@ -31,11 +31,13 @@ _RESOURCES: dict[str, Any] = {
     "Namespace": core_v1.Namespace,
     "StorageClass": storage_v1.StorageClass,
     "Lease": coordination_v1.Lease,
+    "Node": core_v1.Node,
 }
 _STATUS_RESOURCES: dict[str, Any] = {
     "PersistentVolume": core_v1.PersistentVolumeStatus,
     "PersistentVolumeClaim": core_v1.PersistentVolumeClaimStatus,
     "Pod": core_v1.PodStatus,
+    "Node": core_v1.NodeStatus,
 }
 
 
@@ -104,7 +106,7 @@ def _to_dict(model: Any) -> Obj:
 
 
 def _is_namespaced(kind: str) -> bool:
-    return kind not in ("PersistentVolume", "StorageClass", "Namespace")
+    return kind not in ("PersistentVolume", "StorageClass", "Namespace", "Node")
 
 
 class Kube:
@@ -174,9 +176,11 @@ class Kube:
             raise _translate(e) from e
 
     async def merge_patch(self, kind: str, name: str, patch: Obj,
-                          namespace: str | None = None) -> Obj:
+                          namespace: str | None = None, *, status: bool = False) -> Obj:
+        """JSON merge patch (of the status subresource when `status`); a resourceVersion
+        in the patch makes it conditional, a stale one is `Conflict`."""
         try:
-            got = await self._api.patch(resource_class(kind), name, patch,
+            got = await self._api.patch(resource_class(kind, status), name, patch,
                                           patch_type=PatchType.MERGE,
                                           **self._ns(kind, namespace))
         except (ApiError, httpx2.HTTPError) as e:

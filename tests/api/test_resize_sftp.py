@@ -23,7 +23,7 @@ import pytest
 from storage import provisioner
 from storage import provisioning_secrets as ps
 from tests.conftest import ApiServer
-from tests.node.sshd import Sshd, require_sshd
+from tests.node.sshd import Sshd
 from tests.support import (
     SECRETS_NS,
     ManagerThread,
@@ -45,14 +45,6 @@ Obj = dict[str, Any]
 MI = 1024**2
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    require_sshd()
-    server = Sshd.create(tmp_path_factory.mktemp("sshd")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
