@@ -34,7 +34,8 @@ bench: $(STAMP)
 	@. ./.test-env && $(PY) bench/api.py
 
 lint: $(STAMP)
-	@$(VENV)/bin/ruff check apimachinery apiserver storage csi_like kubelet storagelab
+	@$(VENV)/bin/ruff check apimachinery apiserver storage csi_like kubelet storagelab bench tests
+	@$(PY) -m mypy apimachinery apiserver storage csi_like kubelet storagelab
 	@$(VENV)/bin/lint-imports --no-cache
 
 clean:

@@ -9,6 +9,7 @@ parses requests and renders responses.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import json
 import secrets as pysecrets
@@ -445,7 +446,7 @@ class Registry:
                 410, "Expired", f"too old resource version: {e.requested} ({e.compacted})") from e
 
     def _convert(self, rt: ResourceType, event: log.Event,
-                 opts: ListOptions) -> list[WatchEvent]:
+                 opts: ListOptions) -> builtins.list[WatchEvent]:
         try:
             obj = self.decode(rt, event.row)
         except api_errors.APIError:

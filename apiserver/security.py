@@ -211,9 +211,10 @@ class SecurityMiddleware:
             user = impersonated
         scope.setdefault("state", {})["user"] = user
         if self.policy is not None:
-            receive = await self._authorize(scope, receive, send, user)
-            if receive is None:
+            allowed = await self._authorize(scope, receive, send, user)
+            if allowed is None:
                 return
+            receive = allowed
         await self.app(scope, receive, send)
 
     def _impersonate(self, scope: Scope,

@@ -343,6 +343,7 @@ class WatchResponse(Response):
     def __init__(self, chunks: AsyncIterator[bytes], media_type: str,
                  dropped: asyncio.Event) -> None:
         super().__init__(media_type=media_type)
+        self.content_type = media_type
         self.chunks = chunks
         self.dropped = dropped
 
@@ -356,7 +357,7 @@ class WatchResponse(Response):
         listener = asyncio.create_task(listen())
         try:
             await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", self.media_type.encode()),
+                        "headers": [(b"content-type", self.content_type.encode()),
                                     (b"cache-control", b"no-cache, private")]})
             while True:
                 chunk = await self._race(self.chunks.__anext__(), gone)

@@ -68,14 +68,14 @@ class Store:
                 if replay:
                     last = replay[-1].row.revision
             while True:
-                event = await sub.queue.get()
-                if event is None:
+                live = await sub.queue.get()
+                if live is None:
                     yield None
                     return
-                sub.taken(event)
-                if event.row.revision > last:
-                    last = event.row.revision
-                    yield event
+                sub.taken(live)
+                if live.row.revision > last:
+                    last = live.row.revision
+                    yield live
         finally:
             self.broadcaster.unsubscribe(sub)
 

@@ -14,6 +14,7 @@ below N. SQLite runs in WAL mode with synchronous=FULL: an acknowledged write su
 
 from __future__ import annotations
 
+import builtins
 import collections
 import threading
 import time
@@ -263,7 +264,7 @@ class Log:
     def count(self, prefix: str) -> int:
         return len(self.list(prefix)[1])
 
-    def events_after(self, prefix: str, revision: int, *, until: int = 0) -> list[Event]:
+    def events_after(self, prefix: str, revision: int, *, until: int = 0) -> builtins.list[Event]:
         """Every change under `prefix` with a revision above `revision` (up to `until`)."""
         if revision < self._compacted:
             raise errors.Compacted(revision, self._compacted)
