@@ -120,16 +120,20 @@ def claim(name: str, cls: str) -> dict[str, Any]:
                      "resources": {"requests": {"storage": "1Mi"}}}}
 
 
-async def create_all(handle: common.ServerHandle, namespace: str, names: list[str], cls: str
-                     ) -> dict[str, float]:
-    """Create every claim (CONCURRENCY at a time); each claim's creation time."""
+async def create_all(handle: common.ServerHandle, namespace: str, names: list[str], cls: str,
+                     rate: float = 0.0) -> dict[str, float]:
+    """Create every claim (CONCURRENCY at a time; claim i not before i/rate seconds when a
+    rate is given); each claim's creation time."""
     created: dict[str, float] = {}
     queue = list(reversed(names))
+    start = time.monotonic()
     async with httpx.AsyncClient(base_url=handle.url, verify=_ssl(handle),
                                  timeout=120) as client:
         async def worker() -> None:
             while queue:
+                due = start + (len(names) - len(queue)) / rate if rate else 0.0
                 name = queue.pop()
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
                 r = await client.post(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
                                       json=claim(name, cls))
                 if r.status_code != 201:
@@ -172,7 +176,7 @@ def sftp_server(work: Path) -> Iterator[Any]:
         server.stop()
 
 
-def run(n: int, database_url: str, driver: str) -> None:
+def run(n: int, database_url: str, driver: str, rate: float) -> None:
     with common.apiserver(database_url) as handle, \
             tempfile.TemporaryDirectory(prefix="bench-prov-") as tmp, \
             contextlib.ExitStack() as stack:
@@ -198,11 +202,11 @@ def run(n: int, database_url: str, driver: str) -> None:
                     "metadata": {"name": "sftp"}, "stringData": server.secrets()})
                 if r.status_code != 201:
                     raise common.BenchError(r.text)
-        measure(handle, namespace, cls, n, driver)
+        measure(handle, namespace, cls, n, driver, rate)
 
 
-def measure(handle: common.ServerHandle, namespace: str, cls: str, n: int, driver: str
-            ) -> None:
+def measure(handle: common.ServerHandle, namespace: str, cls: str, n: int, driver: str,
+            rate: float) -> None:
     """Create n claims at once; emit volumes/s and the created-to-Bound percentiles."""
     time.sleep(1.0)  # the controllers' informers have synced and seen the class
     watcher = BoundTimes(handle, namespace, n)
@@ -210,7 +214,7 @@ def measure(handle: common.ServerHandle, namespace: str, cls: str, n: int, drive
     time.sleep(0.3)
     names = [f"c{i}" for i in range(n)]
     start = time.monotonic()
-    created = asyncio.run(create_all(handle, namespace, names, cls))
+    created = asyncio.run(create_all(handle, namespace, names, cls, rate))
     if not watcher.done.wait(timeout=max(120.0, n * 0.5)):
         raise common.BenchError(f"only {len(watcher.bound)} of {n} claims bound")
     wall = max(watcher.bound.values()) - start
@@ -218,11 +222,12 @@ def measure(handle: common.ServerHandle, namespace: str, cls: str, n: int, drive
     latencies = [(watcher.bound[c] - created[c]) * 1000 for c in names]
     common.emit("provisioning_volumes_per_second", n / wall, "volumes/s", n,
                 anchor=THROUGHPUT_ANCHOR, anchor_value=40, wall_s=round(wall, 3),
-                creating_s=round(create_s, 3), driver=driver)
+                creating_s=round(create_s, 3), driver=driver,
+                rate=rate or "at once")
     common.emit("provisioning_created_to_bound_p50", common.percentile(latencies, 50),
                 "ms", n, anchor=LATENCY_ANCHOR, anchor_value=100,
                 p95=round(common.percentile(latencies, 95), 1),
-                max=round(max(latencies), 1), driver=driver)
+                max=round(max(latencies), 1), driver=driver, rate=rate or "at once")
 
 
 def main() -> int:
@@ -230,9 +235,11 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--driver", choices=("local", "nfs-sftp"), default="local")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="claims created per second (default: all at once)")
     args = parser.parse_args()
     try:
-        run(args.n, args.database_url, args.driver)
+        run(args.n, args.database_url, args.driver, args.rate)
     except common.BenchError as e:
         print(f"bench/provisioning.py: {e}", file=sys.stderr)
         return 1
