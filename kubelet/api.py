@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ RESOURCES: dict[str, Any] = {
     "events": Event, "csidrivers": CSIDriver}
 # Watched one by one by name; the own Node too, so that an attach wakes the waiting pod.
 WATCHED_KINDS = ("configmaps", "secrets", "nodes")
+MAX_REMEMBERED_EVENTS = 4096  # identical events remembered, to bump their count
 UNWATCHED_TTL_S = 5.0
 
 
@@ -74,6 +76,9 @@ class Api:
     def __init__(self, kubeconfig: Path) -> None:
         self.client = Client(KubeConfig.from_file(str(kubeconfig)), field_manager="kubelet",
                              timeout=httpx2.Timeout(30, read=90))
+        # (pod uid, type, reason, message, field path) -> [event name, count]
+        self._events: OrderedDict[tuple[str, ...], list[Any]] = OrderedDict()
+        self._events_lock = threading.Lock()
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -113,9 +118,33 @@ class Api:
 
     def event(self, involved: Object, kind: str, reason: str, message: str, node: str,
               field_path: str = "") -> None:
-        """Record an Event about a pod; failures are only logged (events are best effort)."""
+        """Record an Event about a pod; failures are only logged (events are best effort).
+
+        As client-go's correlator does, an event identical to one already written for the
+        same object (type, reason, message, field) bumps that one's count and lastTimestamp
+        instead of making another (`kubectl describe`: "(x5 over 2m)")."""
         meta = involved["metadata"]
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        key = (meta["uid"], kind, reason, message, field_path)
+        with self._events_lock:
+            seen = self._events.get(key)
+        if seen is not None and self._bump(meta["namespace"], seen, stamp):
+            return
+        self._create_event(involved, kind, reason, message, node, field_path, stamp, key)
+
+    def _bump(self, namespace: str, seen: list[Any], stamp: str) -> bool:
+        name, count = seen
+        try:
+            self.patch("events", namespace, name, {"count": count + 1, "lastTimestamp": stamp})
+        except ApiFailure:
+            return False  # gone (or expired): write a new one
+        with self._events_lock:
+            seen[1] = count + 1
+        return True
+
+    def _create_event(self, involved: Object, kind: str, reason: str, message: str, node: str,
+                      field_path: str, stamp: str, key: tuple[str, ...]) -> None:
+        meta = involved["metadata"]
         ref = {"kind": "Pod", "apiVersion": "v1", "namespace": meta["namespace"],
                "name": meta["name"], "uid": meta["uid"]} | (
             {"fieldPath": field_path} if field_path else {})
@@ -127,10 +156,15 @@ class Api:
                 "firstTimestamp": stamp, "lastTimestamp": stamp,
                 "reportingComponent": "kubelet", "reportingInstance": node}
         try:
-            self.create("events", body, meta["namespace"])
+            created = self.create("events", body, meta["namespace"])
         except ApiFailure as e:
             logger.warning("event %s for %s/%s not recorded: %s", reason, meta["namespace"],
                            meta["name"], e)
+            return
+        with self._events_lock:
+            self._events[key] = [created["metadata"]["name"], 1]
+            while len(self._events) > MAX_REMEMBERED_EVENTS:
+                self._events.popitem(last=False)
 
 
 class PodWatch:

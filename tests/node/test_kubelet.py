@@ -235,6 +235,12 @@ def test_restart_policies(api: httpx.Client, ns: str) -> None:
     assert backoff["involvedObject"]["fieldPath"] == "spec.containers{c}"
     assert backoff["message"] == (f"Back-off restarting failed container c in pod crash_{ns}"
                                   f"({crash['metadata']['uid']})")
+    # Each restart repeats Started: one event whose count grows, as kubectl describe shows.
+    started = wait_for("Started counted again", lambda: [
+        e for e in events_of(api, ns, "crash") if e["reason"] == "Started"
+        and e.get("count", 1) >= 2])
+    assert [e["reason"] for e in events_of(api, ns, "crash")].count("Started") == 1
+    assert started[0]["lastTimestamp"] >= started[0]["firstTimestamp"]
 
 
 def test_restarted_kubelet_adopts_and_cleans(api: httpx.Client, ns: str,
