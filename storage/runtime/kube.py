@@ -32,6 +32,8 @@ _RESOURCES: dict[str, Any] = {
     "StorageClass": storage_v1.StorageClass,
     "Lease": coordination_v1.Lease,
     "Node": core_v1.Node,
+    "CSIDriver": storage_v1.CSIDriver,
+    "CSIStorageCapacity": storage_v1.CSIStorageCapacity,
 }
 _STATUS_RESOURCES: dict[str, Any] = {
     "PersistentVolume": core_v1.PersistentVolumeStatus,
@@ -106,7 +108,7 @@ def _to_dict(model: Any) -> Obj:
 
 
 def _is_namespaced(kind: str) -> bool:
-    return kind not in ("PersistentVolume", "StorageClass", "Namespace", "Node")
+    return kind not in ("PersistentVolume", "StorageClass", "Namespace", "Node", "CSIDriver")
 
 
 class Kube:
