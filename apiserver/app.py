@@ -17,7 +17,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from apimachinery import errors as api_errors
 from apiserver import (
@@ -31,6 +30,7 @@ from apiserver import (
     metrics,
     resources,
     security,
+    threads,
     wire,
 )
 from apiserver.registry import Registry
@@ -165,7 +165,7 @@ def _reviews(policy: security.PolicyCache) -> Any:
                     "status": {"userInfo": {"username": user.name, "uid": user.uid,
                                             "groups": list(user.groups)}}}
         if rt.kind == "SelfSubjectRulesReview":
-            return await run_in_threadpool(_rules_review, policy, user, obj)
+            return await threads.run(_rules_review, policy, user, obj)
         attrs = _review_attributes(user, spec)
         decision = policy.authorizer().authorize(attrs)
         status: dict[str, Any] = {"allowed": decision.allowed}

@@ -12,10 +12,8 @@ import asyncio
 import logging
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
 from apimachinery import errors as api_errors
-from apiserver import authz, resources
+from apiserver import authz, resources, threads
 from apiserver.registry import DeleteOptions, ListOptions, Registry
 
 logger = logging.getLogger(__name__)
@@ -104,8 +102,8 @@ async def run(registry: Registry, every: float = 0.5) -> None:
         if registry.store.revision != last:
             last = registry.store.revision
             try:
-                await run_in_threadpool(finalize_namespaces, registry)
-                await run_in_threadpool(collect_orphaned_pods, registry)
+                await threads.run(finalize_namespaces, registry)
+                await threads.run(collect_orphaned_pods, registry)
             except Exception:  # the loop must survive one bad pass
                 logger.exception("housekeeping pass failed; retrying")
         await asyncio.sleep(every)

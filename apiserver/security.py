@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from apimachinery import errors as api_errors
-from apiserver import authn, authz, resources
+from apiserver import authn, authz, resources, threads
 from apiserver.registry import ListOptions, Registry
 
 logger = logging.getLogger(__name__)
@@ -68,9 +68,8 @@ class PolicyCache:
 
     async def follow(self) -> None:
         """Apply every later change; restarts from a fresh load if the watch ends."""
-        from starlette.concurrency import run_in_threadpool
         while True:
-            revision = await run_in_threadpool(self.load)
+            revision = await threads.run(self.load)
             self._lister = self._graph = self._authorizer = None
             self.ready.set()
             try:

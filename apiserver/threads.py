@@ -1,4 +1,5 @@
-"""Blocking registry calls run off the event loop, in one thread pool.
+"""Blocking calls (the registry, the store) run off the event loop, in one thread pool that
+every part of the server uses.
 
 Starlette's `run_in_threadpool` goes through anyio's worker threads, whose hand-off (a
 `queue.Queue` with a Condition per call, plus capacity-limiter bookkeeping) took about a tenth

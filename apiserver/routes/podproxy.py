@@ -33,11 +33,10 @@ import websockets.asyncio.client
 import websockets.exceptions
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from apimachinery import errors as api_errors
-from apiserver import pki, resources, wire
+from apiserver import pki, resources, threads, wire
 from apiserver.routes import generic
 
 Object = dict[str, Any]
@@ -172,15 +171,15 @@ async def _target(conn: HTTPConnection, namespace: str, name: str
                   ) -> tuple[Object, str, str, ssl.SSLContext]:
     """The pod, its container, the kubelet's base URL and the TLS to reach it."""
     registry = generic.registry_of(conn)  # type: ignore[arg-type]
-    pod = await run_in_threadpool(registry.get, resources.PODS, namespace, name)
+    pod = await threads.run(registry.get, resources.PODS, namespace, name)
     container = choose_container(pod, conn.query_params.get("container", ""))
     node_name = (pod.get("spec") or {}).get("nodeName", "")
     if not node_name:
         return pod, container, "", ssl.create_default_context()
-    node = await run_in_threadpool(registry.get, resources.NODES, None, node_name)
+    node = await threads.run(registry.get, resources.NODES, None, node_name)
     host, port = kubelet_endpoint(node)
     host = f"[{host}]" if ":" in host else host
-    tls = await run_in_threadpool(kubelet_tls, conn.app.state.config.pki_dir)
+    tls = await threads.run(kubelet_tls, conn.app.state.config.pki_dir)
     return pod, container, f"{host}:{port}", tls
 
 
