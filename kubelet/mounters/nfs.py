@@ -286,18 +286,18 @@ def _visible_mount(target: str, mountinfo: str) -> tuple[str, str] | None:
 def _fuse_server_running(target: str, proc: str = "/proc") -> bool:
     """Whether an `nfs_fuse` process serving `target` runs (one made by an earlier kubelet
     keeps running across a restart of the kubelet alone, not across its container's)."""
-    wanted = os.fsencode(os.path.normpath(target))
-    for pid in os.listdir(proc):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(os.path.join(proc, pid, "cmdline"), "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue  # gone meanwhile
-        if b"kubelet.mounters.nfs_fuse" in argv and wanted in argv:
-            return True
-    return False
+    return any(_serves(pid, target, proc) for pid in os.listdir(proc) if pid.isdigit())
+
+
+def _serves(pid: int | str, target: str, proc: str = "/proc") -> bool:
+    """Process `pid` is an `nfs_fuse` serving `target`. An exiting process, not yet reaped,
+    already has no command line, so it does not count."""
+    try:
+        with open(os.path.join(proc, str(pid), "cmdline"), "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False  # gone meanwhile
+    return b"kubelet.mounters.nfs_fuse" in argv and os.fsencode(os.path.normpath(target)) in argv
 
 
 def _run(argv: list[str], timeout: float, what: str) -> None:
@@ -498,9 +498,8 @@ class UserspaceNfsMounter:
             return False
         with self._lock:
             child = self._children.get(path)
-        if child is not None and child.poll() is not None:
-            return False
-        # Also for our own child: an exiting process is not yet reaped but has no cmdline.
+        if child is not None:  # ours: no need to look through every process
+            return child.poll() is None and _serves(child.pid, path)
         return _fuse_server_running(path)
 
 

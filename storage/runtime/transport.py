@@ -143,34 +143,26 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         body = await request.aread()
         connection = await self._acquire(request, timeouts.get("connect"))
-        try:
-            await self._exchange(connection, request, body, timeouts.get("read"))
-        except _Closed as e:
-            self.release(connection, keep=False)
-            if not connection.reused or e.answered:
-                raise httpx2.RemoteProtocolError("the server closed the connection without "
-                                                 "answering", request=request) from e
-            connection = await self._connect(request, timeouts.get("connect"))
-            await self._exchange_once(connection, request, body, timeouts.get("read"))
-        except BaseException:
-            self.release(connection, keep=False)
-            raise
+        while True:
+            try:
+                await self._exchange(connection, request, body, timeouts.get("read"))
+                break
+            except _Closed as e:
+                self.release(connection, keep=False)
+                if not connection.reused or e.answered:
+                    raise httpx2.RemoteProtocolError("the server closed the connection "
+                                                     "without answering",
+                                                     request=request) from e
+                # A pooled connection closed while idle: the request was never read. A new
+                # connection is not `reused`, so this happens once at most.
+                connection = await self._connect(request, timeouts.get("connect"))
+            except BaseException:
+                self.release(connection, keep=False)
+                raise
         return httpx2.Response(
             connection.parser.get_status_code(), headers=connection.headers,
             stream=_Body(self, connection, timeouts.get("read")),
             extensions={"http_version": b"HTTP/1.1"})
-
-    async def _exchange_once(self, connection: _Connection, request: httpx2.Request,
-                             body: bytes, timeout: float | None) -> None:
-        try:
-            await self._exchange(connection, request, body, timeout)
-        except _Closed as e:
-            self.release(connection, keep=False)
-            raise httpx2.RemoteProtocolError("the server closed the connection without "
-                                             "answering", request=request) from e
-        except BaseException:
-            self.release(connection, keep=False)
-            raise
 
     async def _exchange(self, connection: _Connection, request: httpx2.Request, body: bytes,
                         timeout: float | None) -> None:
