@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -97,14 +96,6 @@ class BoundWatcher:
                     self.done_at = time.monotonic()
                     self.done.set()
                     return
-
-
-def start_controllers(data_dir: Path) -> subprocess.Popen[bytes]:
-    with open(data_dir / "controllers.log", "ab") as log:  # the child keeps its own copy
-        return subprocess.Popen(
-            [sys.executable, "-m", "storagelab.cli", "controllers", "--kubeconfig",
-             str(data_dir / "controller-manager.kubeconfig")],
-            cwd=common.REPO, stdout=log, stderr=log)
 
 
 def make_namespace(handle: common.ServerHandle, name: str) -> None:
@@ -192,7 +183,7 @@ def write_latency(handle: common.ServerHandle, samples: int = 30) -> float:
 def run_one(n: int, released: int, late_samples: int, database_url: str) -> float:
     with common.apiserver(database_url) as handle:
         data_dir = handle.pki.parent
-        controllers = start_controllers(data_dir)
+        controllers = common.start_controllers(data_dir)
         try:
             if released:
                 add_released(handle, released)
@@ -213,8 +204,7 @@ def run_one(n: int, released: int, late_samples: int, database_url: str) -> floa
                             p50=round(common.percentile(lat, 50), 3), existing_bound=n)
             return per_claim
         finally:
-            controllers.terminate()
-            controllers.wait(30)
+            common.stop(controllers)
 
 
 def main() -> int:

@@ -88,6 +88,26 @@ def apiserver(database_url: str = "") -> Iterator[ServerHandle]:
                 process.wait()
 
 
+def start_controllers(data_dir: Path, *flags: str) -> subprocess.Popen[bytes]:
+    """A real `storagelab controllers` (the controller-manager `make up` runs) against the
+    apiserver whose data dir is `data_dir`; its log is `controllers.log` there."""
+    with open(data_dir / "controllers.log", "ab") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "storagelab.cli", "controllers", "--kubeconfig",
+             str(data_dir / "controller-manager.kubeconfig"), *flags],
+            cwd=REPO, stdout=log, stderr=log)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a clean shutdown releases the controllers' lease), SIGKILL after 30 s."""
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _wait_ready(handle: ServerHandle, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
