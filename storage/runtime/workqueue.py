@@ -53,7 +53,9 @@ class WorkQueue:
         self._processing: set[str] = set()
         self._failures: dict[str, int] = {}
         self._delayed = _Delayed()
-        self._wakeup = asyncio.Event()
+        # Idle workers, each woken alone: an Event woke every idle worker on every add, and
+        # all but one went back to sleep (a third of the PV controller's loop turns).
+        self._idle: deque[asyncio.Future[None]] = deque()
         self._timer_changed = asyncio.Event()
         self._shutting_down = False
         self._timer: asyncio.Task[None] | None = None
@@ -74,7 +76,14 @@ class WorkQueue:
         if key in self._processing:
             return  # `done` puts it back; no two workers on one key
         (self._urgent if urgent else self._queue).append(key)
-        self._wakeup.set()
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def _promote(self, key: str) -> None:
         """A key waiting in the ordinary lane became urgent (rare: a linear removal)."""
@@ -113,8 +122,14 @@ class WorkQueue:
         while not self._queue and not self._urgent:
             if self._shutting_down:
                 raise ShutDown(self.name)
-            self._wakeup.clear()
-            await self._wakeup.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and (self._queue or self._urgent):
+                    self._wake_one()  # woken for a key it will not take: pass it on
+                raise
         key = self._urgent.popleft() if self._urgent else self._queue.popleft()
         self._dirty.discard(key)
         self._urgent_keys.discard(key)
@@ -125,11 +140,14 @@ class WorkQueue:
         self._processing.discard(key)
         if key in self._dirty:
             (self._urgent if key in self._urgent_keys else self._queue).append(key)
-            self._wakeup.set()
+            self._wake_one()
 
     def shutdown(self) -> None:
         self._shutting_down = True
-        self._wakeup.set()
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
         if self._timer is not None:
             self._timer.cancel()
 

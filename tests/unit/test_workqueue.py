@@ -106,3 +106,19 @@ def test_an_urgent_add_while_processing_comes_back_urgent_after_done() -> None:
         q.done("a")
         return [await q.get(), await q.get()]
     assert run(scenario()) == ["a", "b"]
+
+
+def test_an_add_wakes_one_idle_worker_and_a_cancelled_one_passes_its_key_on() -> None:
+    async def scenario() -> tuple[list[str], int]:
+        q = workqueue.WorkQueue()
+        workers = [asyncio.create_task(q.get()) for _ in range(3)]
+        await asyncio.sleep(0)  # all three idle
+        q.add("a")
+        workers[0].cancel()  # woken for "a", then cancelled before it could take it
+        await asyncio.sleep(0.01)
+        got = [w.result() for w in workers[1:] if w.done()]
+        still_idle = sum(1 for w in workers[1:] if not w.done())
+        for w in workers:
+            w.cancel()
+        return got, still_idle
+    assert run(scenario()) == (["a"], 1)
