@@ -100,9 +100,9 @@ class Registry:
     # ---- encoding ----------------------------------------------------------------------
 
     def _encode(self, rt: ResourceType, key: str, obj: Obj) -> bytes:
-        stored = copy.deepcopy(obj)
-        stored["metadata"].pop("resourceVersion", None)
-        data = jsonwire.dumps(stored, sort_keys=True)
+        # A new top level and metadata without resourceVersion; dumps changes nothing below.
+        meta = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+        data = jsonwire.dumps({**obj, "metadata": meta}, sort_keys=True)
         transformer = self._transformer(rt)
         return transformer.encrypt(data, key.encode()) if transformer else data
 
@@ -115,7 +115,7 @@ class Registry:
             except Exception as e:  # the one object is unreadable, the server goes on
                 raise api_errors.internal(
                     f"unable to transform key {row.key!r}: {e}") from e
-        obj: Obj = json.loads(data)
+        obj: Obj = jsonwire.loads(data)
         obj["metadata"]["resourceVersion"] = str(revision or row.revision)
         return obj
 

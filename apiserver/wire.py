@@ -7,7 +7,6 @@ Responses are JSON, or a `meta.k8s.io/v1` Table when the client asks for one wit
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,7 +46,7 @@ def decode_object(body: bytes, content_type: str) -> Obj:
     """A JSON or YAML object; malformed input is a 400 naming what is wrong."""
     if content_type in ("application/json", "", "*/*", "text/plain"):
         try:
-            obj = json.loads(body)
+            obj = jsonwire.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise api_errors.bad_request(f"error decoding JSON: {e}") from e
     elif content_type == protowire.MEDIA_TYPE:
