@@ -803,6 +803,10 @@ _STORAGELAB_CONTROLLERS = [
     # the CSIDriver objects of our drivers, which a driver's deployment would install.
     _rule(["create", "delete", "patch", "update"], ["storage.k8s.io"],
           ["csistoragecapacities", "csidrivers"]),
+    # attach/detach (storage/attachdetach.py) and our external-attacher (storage/attacher.py)
+    _rule(["create", "delete", "get", "list", "patch", "update", "watch"], ["storage.k8s.io"],
+          ["volumeattachments"]),
+    _rule(["patch", "update"], ["storage.k8s.io"], ["volumeattachments/status"]),
     _rule(["get", "list", "patch", "update", "watch"], [""], ["pods"]),
     _rule(["patch", "update"], [""], ["pods/status"]),
     _rule(["create"], [""], ["pods/binding", "bindings"]),

@@ -306,6 +306,13 @@ def _default_binding(binding: Obj) -> None:
     _default_subjects(binding)
 
 
+def _default_volume_attachment(va: Obj) -> None:
+    """status.attached has no omitempty in Go: a status without it decodes as false."""
+    status = _child(va, "status")
+    if status.get("attached") is None:
+        status["attached"] = False
+
+
 def _nothing(_: Obj) -> None:
     """Kinds whose v1 types have no server-side defaults."""
 
@@ -322,6 +329,7 @@ _DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "StorageClass": _default_storage_class,
     "CSIDriver": _default_csi_driver,
     "CSIStorageCapacity": _nothing,
+    "VolumeAttachment": _default_volume_attachment,
     "Lease": _nothing,
     "Role": _nothing,
     "ClusterRole": _nothing,

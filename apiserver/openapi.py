@@ -93,6 +93,8 @@ DEFAULT_RESOURCES: tuple[Resource, ...] = (
     _r("storage.k8s.io", "StorageClass", "storageclasses", False, _CRUD),
     _r("storage.k8s.io", "CSIDriver", "csidrivers", False, _CRUD),
     _r("storage.k8s.io", "CSIStorageCapacity", "csistoragecapacities", True, _CRUD),
+    _r("storage.k8s.io", "VolumeAttachment", "volumeattachments", False, _CRUD),
+    _r("storage.k8s.io", "VolumeAttachment", "volumeattachments/status", False, _STATUS_VERBS),
     _r("coordination.k8s.io", "Lease", "leases", True, _CRUD),
     _r("rbac.authorization.k8s.io", "Role", "roles", True, _CRUD),
     _r("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", False, _CRUD),

@@ -774,6 +774,33 @@ kind_model(STORAGE, "CSIStorageCapacity", "storage.k8s.io", "v1",
              "segment, as the driver reported it."),
            f("maximumVolumeSize", "Quantity", "The largest volume that can be created there; "
              "the scheduler prefers it over capacity when set."))
+model(STORAGE, "VolumeAttachmentSource", "The volume to attach: exactly one member is set.",
+      f("persistentVolumeName", "string", "Name of the PersistentVolume to attach."),
+      f("inlineVolumeSpec", "core.PersistentVolumeSpec", "A pod's inline volume translated "
+        "to a PersistentVolumeSpec (CSI migration only)."))
+model(STORAGE, "VolumeAttachmentSpec", "What to attach, by which attacher, to which node.",
+      f("attacher", "string", "The CSI driver name that must handle this attachment.",
+        required=True),
+      f("source", "VolumeAttachmentSource", "The volume to attach.", required=True),
+      f("nodeName", "string", "The node the volume is attached to.", required=True))
+model(STORAGE, "VolumeError", "An error seen by the attacher.",
+      f("message", "string", "What went wrong; may be logged, must not hold secrets."),
+      f("time", "Time", "When the error was seen."),
+      f("errorCode", "int32", "The numeric gRPC code of the error, if any."))
+model(STORAGE, "VolumeAttachmentStatus", "What the attacher reports.",
+      f("attached", "bool", "Whether the attach operation succeeded. Set by the attacher "
+        "only.", required=True),
+      f("attachmentMetadata", "{}string", "What the attach returned, handed to the node "
+        "(WaitForAttach, Mount). Set by the attacher only."),
+      f("attachError", "VolumeError", "The last error of an attach, if any."),
+      f("detachError", "VolumeError", "The last error of a detach, if any."))
+kind_model(STORAGE, "VolumeAttachment", "storage.k8s.io", "v1",
+           "The intent to attach a volume to a node, and its outcome. The attach/detach "
+           "controller creates and deletes them; the CSI driver's attacher attaches and "
+           "reports. Cluster-scoped.",
+           f("spec", "VolumeAttachmentSpec", "The desired attach/detach behaviour. Immutable.",
+             required=True),
+           f("status", "VolumeAttachmentStatus", "The attacher's report. Read-only."))
 model(COORDINATION, "LeaseSpec", "Who holds a lease and until when.",
       f("holderIdentity", "string", "Current holder."),
       f("leaseDurationSeconds", "int32", "Seconds a holder must renew within."),

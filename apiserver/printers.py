@@ -360,6 +360,21 @@ def _print_csi_storage_capacity(capacity: Obj, now: datetime) -> list[Cell]:
             "<unset>" if value is None else str(value)]
 
 
+# Kubernetes names the attacher column with format "name", like NAME.
+@register_printer("VolumeAttachment", (
+    NAME, Column("Attacher", "string", "The CSI driver that attaches the volume.", format="name"),
+    _col("PV", "The PersistentVolume attached."),
+    _col("Node", "The node the volume is attached to."),
+    _col("Attached", "Whether the attach operation succeeded.", "boolean"), AGE,
+))
+def _print_volume_attachment(va: Obj, now: datetime) -> list[Cell]:
+    spec = va.get("spec") or {}
+    return [_name(va), str(spec.get("attacher") or ""),
+            str((spec.get("source") or {}).get("persistentVolumeName") or ""),
+            str(spec.get("nodeName") or ""), bool(_get(va, "status", "attached") or False),
+            age(va, now)]
+
+
 # --- pods ------------------------------------------------------------------------------
 
 

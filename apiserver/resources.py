@@ -98,6 +98,8 @@ STORAGE_CLASSES = ResourceType(STORAGE, "v1", "StorageClass", "storageclasses", 
 CSI_DRIVERS = ResourceType(STORAGE, "v1", "CSIDriver", "csidrivers", False)
 CSI_STORAGE_CAPACITIES = ResourceType(STORAGE, "v1", "CSIStorageCapacity",
                                       "csistoragecapacities", True)
+VOLUME_ATTACHMENTS = ResourceType(STORAGE, "v1", "VolumeAttachment", "volumeattachments", False,
+                                  subresources=("status",))
 LEASES = ResourceType(COORDINATION, "v1", "Lease", "leases", True)
 ROLES = ResourceType(RBAC, "v1", "Role", "roles", True)
 CLUSTER_ROLES = ResourceType(RBAC, "v1", "ClusterRole", "clusterroles", False)
@@ -113,7 +115,8 @@ SELF_SUBJECT_REVIEWS = ResourceType(AUTHENTICATION, "v1", "SelfSubjectReview",
 
 ALL: tuple[ResourceType, ...] = (
     NAMESPACES, NODES, PODS, PERSISTENT_VOLUMES, PERSISTENT_VOLUME_CLAIMS, CONFIG_MAPS,
-    SECRETS, EVENTS, STORAGE_CLASSES, CSI_DRIVERS, CSI_STORAGE_CAPACITIES, LEASES, ROLES,
+    SECRETS, EVENTS, STORAGE_CLASSES, CSI_DRIVERS, CSI_STORAGE_CAPACITIES, VOLUME_ATTACHMENTS,
+    LEASES, ROLES,
     CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS, SELF_SUBJECT_ACCESS_REVIEWS,
     SELF_SUBJECT_RULES_REVIEWS, SELF_SUBJECT_REVIEWS,
 )

@@ -24,6 +24,8 @@ _INITIAL_STATUS: dict[str, Obj] = {
     "PersistentVolumeClaim": {"phase": "Pending"},
     "Pod": {"phase": "Pending", "qosClass": "BestEffort"},
     "Namespace": {"phase": "Active"},
+    # A v1 VolumeAttachment starts with an empty status whatever the client sent.
+    "VolumeAttachment": {"attached": False},
 }
 
 

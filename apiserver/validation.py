@@ -5,7 +5,7 @@ pkg/apis/core/validation, pkg/apis/storage/validation, coordination and rbac val
 show those messages to people and tests match them, so this module reproduces the rules and
 their text for the kinds storagelab serves: Namespace, Node, Pod, PersistentVolume,
 PersistentVolumeClaim, ConfigMap, Secret, Event, StorageClass, CSIDriver, CSIStorageCapacity,
-Lease and the RBAC kinds.
+VolumeAttachment, Lease and the RBAC kinds.
 It also offers the two steps Kubernetes performs while decoding a body, before validation:
 `check_decodable` (quantities and base64 that fail to decode are a 400, not a 422) and
 `canonicalize_quantities` (the stored string of every Quantity is its canonical form).
@@ -841,6 +841,85 @@ def validate_csi_storage_capacity_update(new: Obj, old: Obj) -> list[Cause]:
     return causes
 
 
+# --- VolumeAttachment --------------------------------------------------------------------------
+
+MAX_ATTACHMENT_METADATA_SIZE = 256 * (1 << 10)
+MAX_VOLUME_ERROR_MESSAGE_SIZE = 1024
+EXACTLY_ONE_SOURCE = "must specify exactly one of inlineVolumeSpec and persistentVolumeName"
+
+
+def _validate_attachment_source(source: Obj) -> list[Cause]:
+    """validateVolumeAttachmentSource: exactly one of the two members."""
+    pv_name, inline = source.get("persistentVolumeName"), source.get("inlineVolumeSpec")
+    if pv_name is None and inline is None:
+        return [required("spec.source", EXACTLY_ONE_SOURCE)]
+    if pv_name is not None and inline is not None:
+        return [forbidden("spec.source", EXACTLY_ONE_SOURCE)]
+    if pv_name is not None:
+        return [] if _str(pv_name) else [required("spec.source.persistentVolumeName",
+                                                  "must specify non empty persistentVolumeName")]
+    causes = _validate_pv_spec(_map(source, "inlineVolumeSpec"))
+    return [Cause(c.field.replace("spec.", "spec.source.inlineVolumeSpec.", 1), c.message,
+                  c.reason) for c in causes]
+
+
+def _validate_volume_error(path: str, error: Any) -> list[Cause]:
+    if not isinstance(error, Mapping):
+        return []
+    causes: list[Cause] = []
+    if len(_str(error.get("message"))) > MAX_VOLUME_ERROR_MESSAGE_SIZE:
+        # Kubernetes reports the metadata limit here, not the message one: kept as it is.
+        causes.append(too_long(f"{path}.message", MAX_ATTACHMENT_METADATA_SIZE))
+    code = error.get("errorCode")
+    if isinstance(code, int) and code < 0:
+        causes.append(invalid(f"{path}.errorCode", code,
+                              names.inclusive_range_error(0, MAX_INT32)))
+    return causes
+
+
+def _validate_attachment_status(status: Obj) -> list[Cause]:
+    metadata = _map(status, "attachmentMetadata")
+    size = sum(len(_str(k)) + len(_str(v)) for k, v in metadata.items())
+    causes = [too_long("status.attachmentMetadata", MAX_ATTACHMENT_METADATA_SIZE)] \
+        if size > MAX_ATTACHMENT_METADATA_SIZE else []
+    for key in ("attachError", "detachError"):
+        causes += _validate_volume_error(f"status.{key}", status.get(key))
+    return causes
+
+
+def _validate_volume_attachment_common(va: Obj) -> list[Cause]:
+    """ValidateVolumeAttachment: what create and every update check."""
+    causes = names.validate_object_meta(_map(va, "metadata"), False, names.name_is_dns_subdomain)
+    spec = _map(va, "spec")
+    if not _str(spec.get("attacher")):
+        causes.append(required("spec.attacher"))
+    causes += _validate_attachment_source(_map(spec, "source"))
+    node = _str(spec.get("nodeName"))
+    causes += _name_causes("spec.nodeName", node, names.name_is_dns_subdomain(node, False))
+    return causes + _validate_attachment_status(_map(va, "status"))
+
+
+def validate_volume_attachment(va: Obj) -> list[Cause]:
+    """On create, ValidateVolumeAttachment plus the v1 checks (ValidateVolumeAttachmentV1):
+    the attacher is a CSI driver name, the PV name a PV name."""
+    causes = _validate_volume_attachment_common(va)
+    causes += validate_csi_driver_name("spec.attacher", _str(_get(va, "spec", "attacher")))
+    pv_name = _get(va, "spec", "source", "persistentVolumeName")
+    if isinstance(pv_name, str):
+        causes += _name_causes("spec.source.persistentVolumeName", pv_name,
+                               names.name_is_dns_subdomain(pv_name, False))
+    return causes
+
+
+def validate_volume_attachment_update(new: Obj, old: Obj) -> list[Cause]:
+    """ValidateVolumeAttachmentUpdate: the spec is read-only once created."""
+    causes = names.validate_object_meta_update(_map(new, "metadata"), _map(old, "metadata"))
+    causes += _validate_volume_attachment_common(new)
+    if _map(new, "spec") != _map(old, "spec"):
+        causes.append(immutable("spec", dict(_map(new, "spec"))))
+    return causes
+
+
 # --- ConfigMap and Secret ----------------------------------------------------------------------
 
 def _validate_keys(path: str, data: Mapping[str, Any]) -> list[Cause]:
@@ -1538,6 +1617,7 @@ _CREATE: dict[str, Validator] = {
     "StorageClass": validate_storage_class,
     "CSIDriver": validate_csi_driver,
     "CSIStorageCapacity": validate_csi_storage_capacity,
+    "VolumeAttachment": validate_volume_attachment,
     "Lease": validate_lease,
     "Role": _role_validator(True),
     "ClusterRole": _role_validator(False),
@@ -1556,6 +1636,7 @@ _UPDATE: dict[str, UpdateValidator] = {
     "StorageClass": validate_storage_class_update,
     "CSIDriver": validate_csi_driver_update,
     "CSIStorageCapacity": validate_csi_storage_capacity_update,
+    "VolumeAttachment": validate_volume_attachment_update,
     "Lease": validate_lease_update,
     "Role": _plain_update(_role_validator(True)),
     "ClusterRole": _plain_update(_role_validator(False)),

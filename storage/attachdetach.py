@@ -9,22 +9,31 @@ pod on a node whose kubelet lets the controller attach (Node annotation
 CSI PersistentVolume whose CSIDriver says `attachRequired` (true when unset, the API
 default; a driver without a CSIDriver object is treated as not attaching, so that clusters
 without one keep working). The actual state is the Nodes' `status.volumesAttached` entries
-named `kubernetes.io/csi/<driver>^<volumeHandle>`. Each pass detaches first (entries no pod
+named `kubernetes.io/csi/<driver>^<volumeHandle>` and the VolumeAttachments. Each pass detaches first (entries no pod
 wants any more), then attaches; a volume whose access modes allow one node only
 (ReadWriteOnce or ReadWriteOncePod without ReadWriteMany or ReadOnlyMany) that is attached
 elsewhere is not attached: each waiting pod gets the `FailedAttachVolume` "Multi-Attach
 error" event of reconciler.reportMultiAttachError, once, and the pass is retried.
 
-Deliberate differences from Kubernetes: its CSI attacher creates a VolumeAttachment per
-attachment and waits for an external-attacher to mark it attached; VolumeAttachments are not
-served here and no driver attaches anything, so recording the attachment on the Node is the
-attachment. The actual state is read back from the Nodes instead of being kept in memory,
-and a detach does not wait for the kubelet's `volumesInUse` (the kubelet does not write it).
+Attaching goes through VolumeAttachment objects, as Kubernetes' CSI attacher does: for each
+(volume, node) pair to attach the controller creates `csi-<sha256(handle+driver+node)>`
+(spec.attacher, spec.nodeName, spec.source.persistentVolumeName) and waits for the driver's
+attacher (storage/attacher.py for our drivers) to set status.attached; only then is the
+volume recorded in the Node's `status.volumesAttached`, which the kubelet waits for. A
+detach removes the Node entry and deletes the VolumeAttachment; a single-node volume is
+attached elsewhere only once its old VolumeAttachment is gone. A volume counts as attached
+(for Multi-Attach) when the Node records it or its VolumeAttachment says attached.
+
+Deliberate differences from Kubernetes: the actual state is read back from the Nodes and
+the VolumeAttachments instead of being kept in memory; a VolumeAttachment whose PV is gone
+is left alone (Kubernetes cannot map it to a volume either); a detach does not wait for the
+kubelet's `volumesInUse` (the kubelet does not write it); no SuccessfulAttachVolume event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import socket
 from collections.abc import Iterable, Mapping
@@ -34,7 +43,7 @@ from typing import Any
 from storage import matching
 from storage.runtime import controller, events, informer, shared, workqueue
 from storage.runtime import kube as kube_api
-from storage.scheduling_api import CSI_DRIVER, NODE, SchedulingKube
+from storage.scheduling_api import CSI_DRIVER, NODE, VOLUME_ATTACHMENT, SchedulingKube
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -70,6 +79,16 @@ class VolumeToAttach:
 
 
 @dataclass(frozen=True)
+class Steps:
+    """What one pass writes around the VolumeAttachments, once `plan` has decided."""
+
+    create: tuple[VolumeToAttach, ...] = ()     # VolumeAttachments to create
+    delete: tuple[str, ...] = ()                # VolumeAttachments (names) to delete
+    record: tuple[tuple[str, str], ...] = ()    # (volume, node) attached: add to the Node
+    unrecord: tuple[tuple[str, str], ...] = ()  # (volume, node) detached: drop from the Node
+
+
+@dataclass(frozen=True)
 class Plan:
     """What one pass does: detach these, attach those, report the blocked ones."""
 
@@ -83,6 +102,86 @@ class Plan:
 def unique_volume_name(driver: str, handle: str) -> str:
     """The CSI plugin's unique volume name, as Node status.volumesAttached names it."""
     return f"{CSI_PREFIX}{driver}^{handle}"
+
+
+def split_unique_name(volume: str) -> tuple[str, str]:
+    """(driver, volumeHandle) of a unique CSI volume name (a driver name has no "^")."""
+    driver, _, handle = volume.removeprefix(CSI_PREFIX).partition("^")
+    return driver, handle
+
+
+def attachment_name(handle: str, driver: str, node: str) -> str:
+    """The CSI attacher's getAttachmentName: csi-<hex sha256(volumeHandle+driver+nodeName)>."""
+    return "csi-" + hashlib.sha256(f"{handle}{driver}{node}".encode()).hexdigest()
+
+
+def attachment_name_of(volume: str, node: str) -> str:
+    driver, handle = split_unique_name(volume)
+    return attachment_name(handle, driver, node)
+
+
+def volume_attachment(wanted: VolumeToAttach) -> Obj:
+    """The VolumeAttachment the CSI attacher creates for one (volume, node) pair."""
+    driver, _ = split_unique_name(wanted.volume)
+    return {"apiVersion": "storage.k8s.io/v1", "kind": VOLUME_ATTACHMENT,
+            "metadata": {"name": attachment_name_of(wanted.volume, wanted.node)},
+            "spec": {"attacher": driver, "nodeName": wanted.node,
+                     "source": {"persistentVolumeName": wanted.pv_name}}}
+
+
+def attachments_by_pair(attachments: Iterable[Mapping[str, Any]],
+                        volumes: Mapping[str, Obj]) -> dict[tuple[str, str], Obj]:
+    """(volume, node) -> VolumeAttachment, for those of a CSI PV that still exists."""
+    found: dict[tuple[str, str], Obj] = {}
+    for va in attachments:
+        spec = va.get("spec") or {}
+        pv_name = (spec.get("source") or {}).get("persistentVolumeName")
+        csi = ((volumes.get(str(pv_name)) or {}).get("spec") or {}).get("csi") if pv_name \
+            else None
+        if csi and csi.get("driver") == spec.get("attacher"):
+            volume = unique_volume_name(str(csi["driver"]), str(csi.get("volumeHandle")))
+            found[(volume, str(spec.get("nodeName") or ""))] = dict(va)
+    return found
+
+
+def is_attached(va: Mapping[str, Any] | None) -> bool:
+    return va is not None and (va.get("status") or {}).get("attached") is True and \
+        not (va.get("metadata") or {}).get("deletionTimestamp")
+
+
+def confirmed(recorded: Mapping[str, set[str]],
+              attachments: Mapping[tuple[str, str], Obj]) -> dict[str, set[str]]:
+    """volume -> nodes it is attached to: recorded on the Node or attached by its attacher."""
+    out = {v: set(nodes) for v, nodes in recorded.items()}
+    for (volume, node), va in attachments.items():
+        if is_attached(va):
+            out.setdefault(volume, set()).add(node)
+    return out
+
+
+def steps(todo: Plan, desired: Mapping[tuple[str, str], VolumeToAttach],
+          recorded: Mapping[str, set[str]],
+          attachments: Mapping[tuple[str, str], Obj]) -> Steps:
+    """The writes of a pass: delete the VolumeAttachments no pod wants, create those `plan`
+    attaches (a single-node volume only once no other VolumeAttachment of it is left),
+    and record on the Node what its attacher reports attached."""
+    unrecord = tuple(p for p in todo.detach if p[1] in recorded.get(p[0], ()))
+    delete = tuple(sorted(matching.name_of(va) for pair, va in attachments.items()
+                          if pair not in desired and
+                          not (va.get("metadata") or {}).get("deletionTimestamp")))
+    create = []
+    for wanted in todo.attach:
+        others = [n for v, n in attachments if v == wanted.volume and n != wanted.node]
+        if (wanted.volume, wanted.node) in attachments or \
+                (others and not wanted.multi_attach_allowed):
+            continue  # its attacher is at work, or the old node is not let go yet
+        create.append(wanted)
+    # A volume on the Node from before VolumeAttachments were served gets one too.
+    create += [w for key, w in sorted(desired.items()) if key not in attachments and
+               key[1] in recorded.get(key[0], ()) and w not in create]
+    record = tuple(sorted(key for key in desired if is_attached(attachments.get(key)) and
+                          key[1] not in recorded.get(key[0], ())))
+    return Steps(tuple(create), delete, record, unrecord)
 
 
 def _not_running(statuses: Iterable[Mapping[str, Any]]) -> bool:
@@ -234,7 +333,20 @@ def attached_after(node: Mapping[str, Any], detach: Iterable[str],
 # ----------------------------------------------------------------------------- API
 
 class AttachKube(SchedulingKube):
-    """`SchedulingKube` plus the one write of this controller: nodes/status."""
+    """`SchedulingKube` plus the writes of this controller: nodes/status and
+    VolumeAttachments (created as ours if one exists already, deleted if still there)."""
+
+    async def ensure_attachment(self, va: Obj) -> None:
+        try:
+            await self.create(VOLUME_ATTACHMENT, va)
+        except kube_api.AlreadyExists:
+            pass
+
+    async def delete_attachment(self, name: str) -> None:
+        try:
+            await self.delete(VOLUME_ATTACHMENT, name)
+        except kube_api.NotFound:
+            pass
 
     async def set_volumes_attached(self, node: Obj, attached: list[Obj]) -> Obj:
         """Merge-patch status.volumesAttached, guarded by the resourceVersion we read."""
@@ -258,6 +370,7 @@ class AttachDetachController:
         self.volumes = informers.for_kind("PersistentVolume")
         self.nodes = informer.Informer(self.api, NODE)
         self.drivers = informer.Informer(self.api, CSI_DRIVER)
+        self.attachments = informer.Informer(self.api, VOLUME_ATTACHMENT)
         self.recorder = events.EventRecorder(kube, COMPONENT, host=socket.gethostname())
         self.queue = workqueue.WorkQueue("attachdetach", workqueue.Backoff(0.5, 30.0))
         # (volume, node) pairs whose Multi-Attach error was reported: once, as the desired
@@ -265,16 +378,18 @@ class AttachDetachController:
         self._reported: set[tuple[str, str]] = set()
         handlers = informer.Handlers(self._changed, lambda old, new: self._changed(new),
                                      self._changed)
-        for source in (self.pods, self.claims, self.volumes, self.nodes, self.drivers):
+        for source in (self.pods, self.claims, self.volumes, self.nodes, self.drivers,
+                       self.attachments):
             source.add_handlers(handlers)
 
     def _changed(self, _: Obj) -> None:
         self.queue.add(KEY)
 
     async def run(self) -> None:
-        """Own informers (Nodes, CSIDrivers), the recorder and one worker, until cancelled.
-        Expects the shared informers to be running (the controller-manager starts them)."""
-        own = (self.nodes, self.drivers)
+        """Own informers (Nodes, CSIDrivers, VolumeAttachments), the recorder and one worker,
+        until cancelled. Expects the shared informers to be running (the controller-manager
+        starts them)."""
+        own = (self.nodes, self.drivers, self.attachments)
         background = [asyncio.create_task(i.run(), name=f"attachdetach-{i.kind}") for i in own]
         background.append(asyncio.create_task(self.recorder.run(), name="attachdetach-events"))
         try:
@@ -293,20 +408,31 @@ class AttachDetachController:
     async def reconcile(self, _: str) -> None:
         """One pass over the whole cluster; safe to run twice (it re-reads the caches)."""
         desired = self.desired()
-        todo = plan(desired, actual_state(self.nodes))
-        await self._write(todo.detach, ())  # detach first: it may unblock an attach
-        await self._write((), todo.attach)
+        recorded = actual_state(self.nodes)
+        attachments = attachments_by_pair(self.attachments,
+                                          {matching.name_of(v): v for v in self.volumes})
+        todo = plan(desired, confirmed(recorded, attachments))
+        writes = steps(todo, desired, recorded, attachments)
+        await self._write(writes.unrecord, ())  # detach first: it may unblock an attach
+        for name in writes.delete:
+            await self.api.delete_attachment(name)
+            log.info("deleted VolumeAttachment %s", name)
+        for wanted in writes.create:
+            await self.api.ensure_attachment(volume_attachment(wanted))
+            log.info("VolumeAttachment for %s on node %s", wanted.volume, wanted.node)
+        await self._write((), writes.record)
         self._report(todo.blocked, desired)
         if todo.blocked:
             raise controller.Requeue(self.retry_blocked, "volumes wait for a detach")
 
     async def _write(self, detach: Iterable[tuple[str, str]],
-                     attach: Iterable[VolumeToAttach]) -> None:
+                     attach: Iterable[tuple[str, str]]) -> None:
+        """Drop `detach` from and add `attach` to the Nodes' status.volumesAttached."""
         by_node: dict[str, tuple[list[str], list[str]]] = {}
         for volume, node_name in detach:
             by_node.setdefault(node_name, ([], []))[0].append(volume)
-        for wanted in attach:
-            by_node.setdefault(wanted.node, ([], []))[1].append(wanted.volume)
+        for volume, node_name in attach:
+            by_node.setdefault(node_name, ([], []))[1].append(volume)
         for name, (gone, added) in sorted(by_node.items()):
             node = self.nodes.get(name)
             if node is None:

@@ -1,7 +1,8 @@
 """The controller-manager: every storage controller in one process, under leader election.
 
 `run(config)` builds the lightkube client from a kubeconfig, the shared informers, the event
-recorder and the controllers (PV binder/reclaimer, PVC and PV protection, attach/detach, and
+recorder and the controllers (PV binder/reclaimer, PVC and PV protection, attach/detach and
+the attacher of our drivers, and
 with provisioning the provisioner, resizer and storage-capacity publisher), and runs them
 while this process holds the Lease, so that two copies never both act. Losing the lease stops
 the controllers and ends `run` with `LeadershipLost` (the process exits, as
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from storage import (  # --- node lifecycle: nodelifecycle added
     attachdetach,
+    attacher,
     capacity,
     nodelifecycle,
     protection,
@@ -64,6 +66,8 @@ class ManagerConfig:
         default_factory=nodelifecycle.LifecycleConfig)
     # --- end node lifecycle
     run_attach_detach: bool = True  # --- attach/detach (storage/attachdetach.py)
+    # --- the external-attacher of our drivers (storage/attacher.py)
+    run_attacher: bool = True
 
     def __post_init__(self) -> None:
         if not Path(self.kubeconfig).is_file():
@@ -118,6 +122,10 @@ class ControllerManager:
         # --- attach/detach: one node at a time for ReadWriteOnce volumes
         self.attach_detach = attachdetach.AttachDetachController(kube, self.informers) \
             if config.run_attach_detach else None
+        # --- attacher: marks our drivers' VolumeAttachments attached (nothing to attach)
+        self.attacher = attacher.Attacher(kube, {
+            provisioner.csi_driver_name(name): attacher.NoAttach()
+            for name in (provisioner.NFS, provisioner.LOCAL)}) if config.run_attacher else None
 
     async def run_controllers(self) -> None:
         tasks = [asyncio.create_task(self.informers.run(), name="informers"),
@@ -143,6 +151,8 @@ class ControllerManager:
             if self.attach_detach is not None:  # --- attach/detach
                 tasks.append(asyncio.create_task(self.attach_detach.run(),
                                                  name="attach-detach"))
+            if self.attacher is not None:  # --- attacher
+                tasks.append(asyncio.create_task(self.attacher.run(), name="attacher"))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()

@@ -21,6 +21,7 @@ Obj = dict[str, Any]
 NODE = "Node"
 CSI_DRIVER = "CSIDriver"
 CSI_STORAGE_CAPACITY = "CSIStorageCapacity"
+VOLUME_ATTACHMENT = "VolumeAttachment"
 
 
 class SchedulingKube(kube_api.Kube):

@@ -1,4 +1,5 @@
-"""The storage.k8s.io/v1 family: StorageClasses, CSIDrivers and CSIStorageCapacities."""
+"""The storage.k8s.io/v1 family: StorageClasses, CSIDrivers, CSIStorageCapacities and
+VolumeAttachments."""
 
 from __future__ import annotations
 
@@ -9,5 +10,5 @@ from apiserver.routes import generic
 
 router = APIRouter()
 for _rt in (resources.STORAGE_CLASSES, resources.CSI_DRIVERS,
-            resources.CSI_STORAGE_CAPACITIES):
+            resources.CSI_STORAGE_CAPACITIES, resources.VOLUME_ATTACHMENTS):
     generic.install(router, _rt)

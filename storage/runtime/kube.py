@@ -34,12 +34,14 @@ _RESOURCES: dict[str, Any] = {
     "Node": core_v1.Node,
     "CSIDriver": storage_v1.CSIDriver,
     "CSIStorageCapacity": storage_v1.CSIStorageCapacity,
+    "VolumeAttachment": storage_v1.VolumeAttachment,
 }
 _STATUS_RESOURCES: dict[str, Any] = {
     "PersistentVolume": core_v1.PersistentVolumeStatus,
     "PersistentVolumeClaim": core_v1.PersistentVolumeClaimStatus,
     "Pod": core_v1.PodStatus,
     "Node": core_v1.NodeStatus,
+    "VolumeAttachment": storage_v1.VolumeAttachmentStatus,
 }
 
 
@@ -108,7 +110,8 @@ def _to_dict(model: Any) -> Obj:
 
 
 def _is_namespaced(kind: str) -> bool:
-    return kind not in ("PersistentVolume", "StorageClass", "Namespace", "Node", "CSIDriver")
+    return kind not in ("PersistentVolume", "StorageClass", "Namespace", "Node", "CSIDriver",
+                        "VolumeAttachment")
 
 
 class Kube:

@@ -195,3 +195,62 @@ async def ensure_drivers(srv: ApiServer) -> None:
                                           ).ensure_csi_drivers()
     finally:
         await kube.close()
+
+
+VA_PATH = "/apis/storage.k8s.io/v1/volumeattachments"
+
+
+def va_of(api: httpx.Client, pv: str, node: str) -> Obj | None:
+    return get(api, f"{VA_PATH}/{attachdetach.attachment_name(pv, DRIVER, node)}")
+
+
+def test_attach_goes_through_a_volume_attachment(api: httpx.Client, ns: str) -> None:
+    """csi-<sha256> created with the attacher's finalizer and status.attached before the
+    Node records the volume; deleted (finalizer released) once the pod is gone."""
+    claim, pv = bound_claim(api, ns)
+    pod_on(api, ns, "a", "node-1", claim)
+    eventually(lambda: unique(pv) in attached(api, "node-1"), 15, "attached to node-1")
+    va = va_of(api, pv, "node-1") or {}
+    assert va["spec"] == {"attacher": DRIVER, "nodeName": "node-1",
+                          "source": {"persistentVolumeName": pv}}
+    assert va["status"]["attached"] is True
+    assert va["metadata"]["finalizers"] == ["external-attacher/nfs-storagelab-io"]
+    assert va_of(api, pv, "node-2") is None
+
+    assert api.delete(f"/api/v1/namespaces/{ns}/pods/a",
+                      params={"gracePeriodSeconds": "0"}).status_code == 200
+    eventually(lambda: va_of(api, pv, "node-1") is None, 15, "VolumeAttachment deleted")
+    assert unique(pv) not in attached(api, "node-1")
+
+
+def test_moving_rwo_volume_gets_a_new_attachment(api: httpx.Client, ns: str) -> None:
+    claim, pv = bound_claim(api, ns)
+    pod_on(api, ns, "a", "node-1", claim)
+    eventually(lambda: (va_of(api, pv, "node-1") or {}).get("status", {}).get("attached"),
+               15, "attached on node-1")
+    pod_on(api, ns, "b", "node-2", claim)
+    eventually(lambda: reasons(api, ns, "b").get("FailedAttachVolume"), 15, "Multi-Attach")
+    assert va_of(api, pv, "node-2") is None  # refused: no VolumeAttachment for node-2
+    api.delete(f"/api/v1/namespaces/{ns}/pods/a", params={"gracePeriodSeconds": "0"})
+    eventually(lambda: unique(pv) in attached(api, "node-2"), 15, "attached to node-2")
+    assert va_of(api, pv, "node-1") is None
+    assert (va_of(api, pv, "node-2") or {})["status"]["attached"] is True
+
+
+def test_attachments_of_other_attachers_are_left_alone(api: httpx.Client) -> None:
+    name = uniq("va")
+    body = {"apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment",
+            "metadata": {"name": name},
+            "spec": {"attacher": "other.example.com", "nodeName": "node-1",
+                     "source": {"persistentVolumeName": uniq("nopv")}}}
+    assert api.post(VA_PATH, json=body).status_code == 201
+    claim_ns = uniq("marker")  # a later change the controllers act on: ours has been seen
+    assert api.post("/api/v1/namespaces", json={"metadata": {"name": claim_ns}}
+                    ).status_code == 201
+    marker, marker_pv = bound_claim(api, claim_ns)
+    pod_on(api, claim_ns, "m", "node-1", marker)
+    eventually(lambda: unique(marker_pv) in attached(api, "node-1"), 15, "marker attached")
+    got = get(api, f"{VA_PATH}/{name}") or {}
+    assert got["status"] == {"attached": False}
+    assert not got["metadata"].get("finalizers")
+    assert api.delete(f"{VA_PATH}/{name}").status_code == 200

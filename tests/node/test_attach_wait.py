@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from csi_like import contract, registry
-from storage import attachdetach
+from storage import attachdetach, attacher
 from storage.runtime import kube as kube_api
 from storage.runtime import shared
 from tests.conftest import REPO, ApiServer
@@ -64,7 +64,8 @@ class LocalPathKubelet(KubeletProcess):
 
 
 class AttachDetach(LoopThread):
-    """Only the attach/detach controller, as the controller-manager runs it."""
+    """Only the attach/detach controller and the attacher of the driver (which marks its
+    VolumeAttachments attached), as the controller-manager runs them."""
 
     def __init__(self, server: ApiServer) -> None:
         self.server = server
@@ -75,7 +76,8 @@ class AttachDetach(LoopThread):
             str(self.server.data_dir / "controller-manager.kubeconfig"))
         informers = shared.Informers(kube, resync=5)
         ad = attachdetach.AttachDetachController(kube, informers)
-        tasks = [asyncio.create_task(informers.run())]
+        tasks = [asyncio.create_task(informers.run()), asyncio.create_task(
+            attacher.Attacher(kube, {DRIVER: attacher.NoAttach()}).run())]
         try:
             await informers.wait_synced()
             await ad.run()

@@ -255,3 +255,90 @@ def test_kubelet_waits_for_attach(tmp_path: Any, managed: bool, drivers: list[Ob
             manager.wait_attached(KUBELET_POD, pv("v"))
     else:
         manager.wait_attached(KUBELET_POD, pv("v"))
+
+
+# ----------------------------------------------------------------------------- VolumeAttachments
+
+def test_attachment_name_is_the_csi_attachers() -> None:
+    # getAttachmentName: sha256 of volumeHandle, driver and node name, in that order.
+    import hashlib
+    digest = hashlib.sha256(b"vol-1" + NFS.encode() + b"node-1").hexdigest()
+    assert ad.attachment_name("vol-1", NFS, "node-1") == f"csi-{digest}"
+    assert ad.attachment_name_of(vol("vol-1"), "node-1") == f"csi-{digest}"
+    assert len(ad.attachment_name("h", NFS, "n")) == 68  # "csi-" + 64 hex digits
+
+
+def test_volume_attachment_object() -> None:
+    va = ad.volume_attachment(want("v", "n1"))
+    assert va == {"apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment",
+                  "metadata": {"name": ad.attachment_name("v", NFS, "n1")},
+                  "spec": {"attacher": NFS, "nodeName": "n1",
+                           "source": {"persistentVolumeName": "v"}}}
+
+
+def va(volume: str, on: str, attached: bool = False, deleting: bool = False) -> Obj:
+    meta: Obj = {"name": ad.attachment_name(volume, NFS, on)}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta, "spec": {"attacher": NFS, "nodeName": on,
+                                       "source": {"persistentVolumeName": volume}},
+            "status": {"attached": attached}}
+
+
+def test_attachments_by_pair_skips_vas_of_missing_or_other_pvs() -> None:
+    pvs = {"v": pv("v")}
+    got = ad.attachments_by_pair([va("v", "n1"), va("gone", "n1")], pvs)
+    assert list(got) == [(vol("v"), "n1")]
+
+
+def pairs(*items: Obj) -> dict[tuple[str, str], Obj]:
+    return {(vol(i["spec"]["source"]["persistentVolumeName"]), i["spec"]["nodeName"]): i
+            for i in items}
+
+
+def run_steps(desired: list[ad.VolumeToAttach], recorded: dict[str, set[str]],
+              attachments: dict[tuple[str, str], Obj]) -> ad.Steps:
+    wanted = desired_of(*desired)
+    todo = ad.plan(wanted, ad.confirmed(recorded, attachments))
+    return ad.steps(todo, wanted, recorded, attachments)
+
+
+@pytest.mark.parametrize(("desired", "recorded", "attachments", "expected"), [
+    # wanted, nothing yet: create its VolumeAttachment, record nothing
+    ([want("v", "n1")], {}, pairs(), ad.Steps(create=(want("v", "n1"),))),
+    # its attacher is at work: wait
+    ([want("v", "n1")], {}, pairs(va("v", "n1")), ad.Steps()),
+    # attached by its attacher: record it on the Node
+    ([want("v", "n1")], {}, pairs(va("v", "n1", True)),
+     ad.Steps(record=((vol("v"), "n1"),))),
+    # attached and recorded: nothing to do
+    ([want("v", "n1")], {vol("v"): {"n1"}}, pairs(va("v", "n1", True)), ad.Steps()),
+    # no pod wants it: drop it from the Node and delete the VolumeAttachment
+    ([], {vol("v"): {"n1"}}, pairs(va("v", "n1", True)),
+     ad.Steps(delete=(ad.attachment_name("v", NFS, "n1"),), unrecord=((vol("v"), "n1"),))),
+    # already being deleted: not deleted twice
+    ([], {}, pairs(va("v", "n1", True, deleting=True)), ad.Steps()),
+    # an attach in progress nobody wants any more: deleted too
+    ([], {}, pairs(va("v", "n1")), ad.Steps(delete=(ad.attachment_name("v", NFS, "n1"),))),
+    # RWO moving to n2: n1 let go now, n2 waits until n1's VolumeAttachment is gone
+    ([want("v", "n2")], {vol("v"): {"n1"}}, pairs(va("v", "n1", True)),
+     ad.Steps(delete=(ad.attachment_name("v", NFS, "n1"),), unrecord=((vol("v"), "n1"),))),
+    # ... and once it is gone, n2 gets its own
+    ([want("v", "n2")], {}, pairs(), ad.Steps(create=(want("v", "n2"),))),
+    # RWX: a second node does not wait for the first
+    ([want("v", "n1", True), want("v", "n2", True)], {}, pairs(va("v", "n1", True)),
+     ad.Steps(create=(want("v", "n2", True),), record=((vol("v"), "n1"),))),
+    # recorded on the Node from before VolumeAttachments: it gets one
+    ([want("v", "n1")], {vol("v"): {"n1"}}, pairs(), ad.Steps(create=(want("v", "n1"),))),
+])
+def test_steps(desired: list[ad.VolumeToAttach], recorded: dict[str, set[str]],
+               attachments: dict[tuple[str, str], Obj], expected: ad.Steps) -> None:
+    assert run_steps(desired, recorded, attachments) == expected
+
+
+def test_attached_va_elsewhere_blocks_with_multi_attach() -> None:
+    """A VolumeAttachment its attacher says attached counts for Multi-Attach even before
+    the Node records it."""
+    wanted = desired_of(want("v", "n1", False, "a"), want("v", "n2", False, "b"))
+    todo = ad.plan(wanted, ad.confirmed({}, pairs(va("v", "n1", True))))
+    assert todo.blocked == ((want("v", "n2", False, "b"), ("n1",)),)
