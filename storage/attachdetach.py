@@ -368,9 +368,9 @@ class AttachDetachController:
         self.pods = informers.for_kind("Pod")
         self.claims = informers.for_kind("PersistentVolumeClaim")
         self.volumes = informers.for_kind("PersistentVolume")
-        self.nodes = informer.Informer(self.api, NODE)
-        self.drivers = informer.Informer(self.api, CSI_DRIVER)
-        self.attachments = informer.Informer(self.api, VOLUME_ATTACHMENT)
+        self.nodes = informers.for_kind(NODE)
+        self.drivers = informers.for_kind(CSI_DRIVER)
+        self.attachments = informers.for_kind(VOLUME_ATTACHMENT)
         self.recorder = events.EventRecorder(kube, COMPONENT, host=socket.gethostname())
         self.queue = workqueue.WorkQueue("attachdetach", workqueue.Backoff(0.5, 30.0))
         # (volume, node) pairs whose Multi-Attach error was reported: once, as the desired
@@ -386,14 +386,12 @@ class AttachDetachController:
         self.queue.add(KEY)
 
     async def run(self) -> None:
-        """Own informers (Nodes, CSIDrivers, VolumeAttachments), the recorder and one worker,
-        until cancelled. Expects the shared informers to be running (the controller-manager
-        starts them)."""
-        own = (self.nodes, self.drivers, self.attachments)
-        background = [asyncio.create_task(i.run(), name=f"attachdetach-{i.kind}") for i in own]
-        background.append(asyncio.create_task(self.recorder.run(), name="attachdetach-events"))
+        """The recorder and one worker, until cancelled. Expects the shared informers to be
+        running (the controller-manager starts them)."""
+        background = [asyncio.create_task(self.recorder.run(), name="attachdetach-events")]
         try:
-            await asyncio.gather(*(i.wait_synced() for i in own))
+            await asyncio.gather(*(i.wait_synced() for i in (self.nodes, self.drivers,
+                                                              self.attachments)))
             self.queue.add(KEY)
             await controller.run_workers(self.queue, self.reconcile, 1)
         finally:

@@ -18,7 +18,6 @@ CSINode (our drivers identify nodes by name).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from storage.runtime import controller, informer, workqueue
+from storage.runtime import controller, informer, shared, workqueue
 from storage.runtime import kube as kube_api
 from storage.scheduling_api import VOLUME_ATTACHMENT
 
@@ -106,12 +105,12 @@ def _now() -> str:
 class Attacher:
     """Watches VolumeAttachments and serves those of `drivers`; `run()` until cancelled."""
 
-    def __init__(self, kube: kube_api.Kube, drivers: Mapping[str, Publisher],
-                 workers: int = WORKERS) -> None:
+    def __init__(self, kube: kube_api.Kube, informers: shared.Informers,
+                 drivers: Mapping[str, Publisher], workers: int = WORKERS) -> None:
         self.kube = kube
         self.drivers = dict(drivers)
         self.workers = workers
-        self.attachments = informer.Informer(kube, VOLUME_ATTACHMENT)
+        self.attachments = informers.for_kind(VOLUME_ATTACHMENT)
         self.queue = workqueue.WorkQueue("attacher", workqueue.Backoff(0.5, 30.0))
         self.attachments.add_handlers(informer.Handlers(
             self._changed, lambda old, new: self._changed(new), None))
@@ -121,12 +120,9 @@ class Attacher:
             self.queue.add(informer.object_key(va))
 
     async def run(self) -> None:
-        watching = asyncio.create_task(self.attachments.run(), name="attacher-informer")
-        try:
-            await self.attachments.wait_synced()
-            await controller.run_workers(self.queue, self.reconcile, self.workers)
-        finally:
-            await controller.cancel_and_wait([watching])
+        """The workers until cancelled; the shared informers must run."""
+        await self.attachments.wait_synced()
+        await controller.run_workers(self.queue, self.reconcile, self.workers)
 
     async def reconcile(self, name: str) -> None:
         """Take the next step of one VolumeAttachment; each step's write requeues it."""

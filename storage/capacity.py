@@ -201,8 +201,8 @@ class CapacityController:
         self.driver_names = {provisioner.csi_driver_name(name) for name in self.drivers}
         self.classes = informers.for_kind("StorageClass")
         self.volumes = informers.for_kind("PersistentVolume")
-        self.nodes = informer.Informer(self.api, NODE)
-        self.capacities = informer.Informer(self.api, CSI_STORAGE_CAPACITY)
+        self.nodes = informers.for_kind(NODE)
+        self.capacities = informers.for_kind(CSI_STORAGE_CAPACITY)
         self.queue = workqueue.WorkQueue("capacity", workqueue.Backoff(1.0, 60.0))
         self._installed: set[str] = set()  # CSIDrivers known to exist
         self._wire()
@@ -285,13 +285,11 @@ class CapacityController:
     # -- running --------------------------------------------------------------------------
 
     async def run(self, workers: int = 2) -> None:
-        """Own informers, the poll loop (CSIDrivers, then every item) and the workers, until
-        cancelled. Expects the shared informers to be running (the controller-manager starts
-        them)."""
-        own = (self.nodes, self.capacities)
-        background = [asyncio.create_task(i.run(), name=f"capacity-{i.kind}") for i in own]
+        """The poll loop (CSIDrivers, then every item) and the workers, until cancelled.
+        Expects the shared informers to be running (the controller-manager starts them)."""
+        background: list[asyncio.Task[None]] = []
         try:
-            await asyncio.gather(*(i.wait_synced() for i in own))
+            await asyncio.gather(self.nodes.wait_synced(), self.capacities.wait_synced())
             background.append(asyncio.create_task(self._poll(), name="capacity-poll"))
             await controller.run_workers(self.queue, self.sync_item, workers)
         finally:

@@ -123,7 +123,7 @@ class ControllerManager:
         self.attach_detach = attachdetach.AttachDetachController(kube, self.informers) \
             if config.run_attach_detach else None
         # --- attacher: marks our drivers' VolumeAttachments attached (nothing to attach)
-        self.attacher = attacher.Attacher(kube, {
+        self.attacher = attacher.Attacher(kube, self.informers, {
             provisioner.csi_driver_name(name): attacher.NoAttach()
             for name in (provisioner.NFS, provisioner.LOCAL)}) if config.run_attacher else None
 

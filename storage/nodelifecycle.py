@@ -25,7 +25,7 @@ import httpx2
 from lightkube.core.exceptions import ApiError
 from lightkube.resources import core_v1
 
-from storage.runtime import controller, events, informer, shared
+from storage.runtime import controller, events, shared
 from storage.runtime import kube as kube_api
 from storage.scheduling_api import SchedulingKube
 
@@ -227,17 +227,16 @@ class NodeLifecycleController:
         self.api = LifecycleKube(kube.client)
         self.config = config or LifecycleConfig()
         self.clock = clock
-        self.nodes = informer.Informer(self.api, "Node")
+        self.nodes = informers.for_kind("Node")
         self.leases = informers.for_kind("Lease")
         self.pods = informers.for_kind("Pod")
         self.recorder = events.EventRecorder(kube, COMPONENT, host=socket.gethostname())
         self._health: dict[str, NodeHealth] = {}
 
     async def run(self) -> None:
-        """Run the node informer and the recorder, and monitor every period until cancelled.
-        Expects the shared informers to be running (the controller-manager starts them)."""
-        tasks = [asyncio.create_task(self.nodes.run(), name="lifecycle-nodes"),
-                 asyncio.create_task(self.recorder.run(), name="lifecycle-events")]
+        """Run the recorder, and monitor every period until cancelled. Expects the shared
+        informers to be running (the controller-manager starts them)."""
+        tasks = [asyncio.create_task(self.recorder.run(), name="lifecycle-events")]
         try:
             await self.nodes.wait_synced()
             await self.leases.wait_synced()

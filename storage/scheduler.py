@@ -74,13 +74,13 @@ class Scheduler:
         self.scheduler_name = scheduler_name
         self.bind_timeout = bind_timeout
         self.max_backoff = max_backoff
-        self.nodes = informer.Informer(self.api, "Node")
+        self.nodes = informers.for_kind("Node")
         self.pods = informers.for_kind("Pod")
         self.claims = informers.for_kind("PersistentVolumeClaim")
         self.volumes = informers.for_kind("PersistentVolume")
         self.classes = informers.for_kind("StorageClass")
-        self.csi_drivers = informer.Informer(self.api, CSI_DRIVER)
-        self.capacities = informer.Informer(self.api, CSI_STORAGE_CAPACITY)
+        self.csi_drivers = informers.for_kind(CSI_DRIVER)
+        self.capacities = informers.for_kind(CSI_STORAGE_CAPACITY)
         self.recorder = events.EventRecorder(kube, COMPONENT, host=socket.gethostname())
         self.queue = workqueue.WorkQueue("pods")
         self._waiting: dict[str, Waiting] = {}
@@ -155,14 +155,12 @@ class Scheduler:
     # -- running --------------------------------------------------------------------------
 
     async def run(self, workers: int = 2) -> None:
-        """Run its own informers (nodes, CSIDrivers, capacities) and the event recorder, then
-        the workers, until cancelled. Expects the shared informers to be running (the
-        controller-manager starts them)."""
-        own = (self.nodes, self.csi_drivers, self.capacities)
-        background = [asyncio.create_task(i.run(), name=f"{i.kind}-informer") for i in own]
-        background.append(asyncio.create_task(self.recorder.run(), name="scheduler-events"))
+        """Run the event recorder, then the workers, until cancelled. Expects the shared
+        informers to be running (the controller-manager starts them)."""
+        background = [asyncio.create_task(self.recorder.run(), name="scheduler-events")]
         try:
-            await asyncio.gather(*(i.wait_synced() for i in own))
+            await asyncio.gather(*(i.wait_synced() for i in (self.nodes, self.csi_drivers,
+                                                              self.capacities)))
             await controller.run_workers(self.queue, self.sync_pod, workers)
         finally:
             await controller.cancel_and_wait(background)

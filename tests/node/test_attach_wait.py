@@ -76,8 +76,8 @@ class AttachDetach(LoopThread):
             str(self.server.data_dir / "controller-manager.kubeconfig"))
         informers = shared.Informers(kube, resync=5)
         ad = attachdetach.AttachDetachController(kube, informers)
-        tasks = [asyncio.create_task(informers.run()), asyncio.create_task(
-            attacher.Attacher(kube, {DRIVER: attacher.NoAttach()}).run())]
+        marks = attacher.Attacher(kube, informers, {DRIVER: attacher.NoAttach()})
+        tasks = [asyncio.create_task(informers.run()), asyncio.create_task(marks.run())]
         try:
             await informers.wait_synced()
             await ad.run()
