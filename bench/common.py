@@ -80,12 +80,7 @@ def apiserver(database_url: str = "") -> Iterator[ServerHandle]:
             _wait_ready(handle, process, data / "apiserver.log")
             yield handle
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, 10)
 
 
 def start_controllers(data_dir: Path, *flags: str) -> subprocess.Popen[bytes]:
@@ -98,11 +93,12 @@ def start_controllers(data_dir: Path, *flags: str) -> subprocess.Popen[bytes]:
             cwd=REPO, stdout=log, stderr=log)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (a clean shutdown releases the controllers' lease), SIGKILL after 30 s."""
+def stop(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """SIGTERM (a clean shutdown: the controllers release their lease), SIGKILL after
+    `grace` seconds."""
     process.terminate()
     try:
-        process.wait(30)
+        process.wait(grace)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
