@@ -26,7 +26,7 @@ from typing import Any
 from docker.models.containers import Container
 
 from kubelet import api as api_module
-from kubelet import containers, eviction, mount, nfs_volumes, runtime, status, volumes
+from kubelet import containers, eviction, mount, nfs_volumes, prober, runtime, status, volumes
 from kubelet import server as server_module
 from kubelet.config import KubeletConfig
 from kubelet.containers import PodMemory
@@ -94,8 +94,11 @@ class Kubelet:
         self.stopped = threading.Event()
         self.workers = PodWorkers(POD_WORKERS)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="container")
+        self.probes = prober.ProbeManager(self.runtime.docker.api, self._event,
+                                          self._probed)
         self.containers = containers.ContainerSync(cfg, self.runtime, self.objects,
-                                                   self.volumes.pod_dir, self._event, self.pool)
+                                                   self.volumes.pod_dir, self._event, self.pool,
+                                                   self.probes)
         self.monitor = eviction.EmptyDirMonitor(
             self.pods.snapshot,
             lambda uid, name: self.volumes.volumes_dir(uid, volumes.EMPTY_DIR, name),
@@ -163,11 +166,17 @@ class Kubelet:
     def _sync_of(self, uid: str) -> Callable[[], None]:
         return lambda: self.sync_uid(uid)
 
+    def _probed(self, uid: str) -> None:
+        """A probe result changed: sync the pod now (its readiness to write, or a container
+        to kill), as Kubernetes' sync loop wakes on the prober's updates."""
+        self.workers.dispatch(uid, self._sync_of(uid))
+
     def sync_uid(self, uid: str) -> None:
         pod = self.pods.get(uid)  # the newest copy: the pod may have changed since dispatch
         if pod is None:
             return
         if pod["metadata"].get("deletionTimestamp"):
+            self.probes.remove_pod(uid)  # no probe of a pod being stopped
             self.kill_pod(pod)
         else:
             self.sync_pod(pod)
@@ -194,6 +203,7 @@ class Kubelet:
         if _phase(pod, memory) in TERMINAL:
             self.finish(pod, memory)
             return
+        self.probes.add_pod(pod)
         listed = self.runtime.listing(uid)
         created, sandbox = self.sandbox_of(pod, listed)
         ready = self.setup_volumes(pod, memory)
@@ -300,6 +310,7 @@ class Kubelet:
         """A pod that will not run again: report what its containers show, and give its
         volumes back (emptyDirs deleted, claims released), as Kubernetes does."""
         uid = pod["metadata"]["uid"]
+        self.probes.remove_pod(uid)
         listed = self.runtime.listing(uid)
         existing = [c for c in listed if not runtime.is_sandbox(c)]
         for sandbox in set(listed) - set(existing):  # a finished pod needs no network
@@ -326,6 +337,8 @@ class Kubelet:
         names = [c["name"] for c in spec["containers"]]
         init_names = [c["name"] for c in spec.get("initContainers") or []]
         init_statuses = init_statuses or []
+        uid = pod["metadata"]["uid"]
+        statuses = self.probes.update_statuses(uid, statuses)
         before = memory.last_status.get("phase") or old.get("phase")
         # A pod that finished never runs again, whatever its containers show now.
         phase = phase or (before if before in TERMINAL else status.phase(
@@ -334,13 +347,13 @@ class Kubelet:
         at = status.now()
         new = {"phase": phase, "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}],
                "startTime": old.get("startTime") or at,
-               **_pod_ips(self.runtime.pod_ip(pod["metadata"]["uid"])
-                          if address is None else address),
+               **_pod_ips(self.runtime.pod_ip(uid) if address is None else address),
                "conditions": status.conditions(old.get("conditions") or [], phase, statuses,
                                                names, at, init_names, init_statuses),
                "containerStatuses": statuses, **(extra or {})}
         if init_names:
             new["initContainerStatuses"] = init_statuses
+        self.probes.set_status(uid, new)
         if new == memory.last_status:
             return
         try:
@@ -393,6 +406,8 @@ class Kubelet:
         for uid in set(self.memory) - known:
             self.memory.pop(uid, None)
             self.monitor.forget(uid)
+        # A fresh look: a pod that arrived while this ran already has its probe workers.
+        self.probes.cleanup(p["metadata"]["uid"] for p in self.pods.snapshot())
 
 
 def _phase(pod: Object, memory: PodMemory) -> str:

@@ -21,13 +21,16 @@ from typing import Any
 from docker.models.containers import Container
 
 from apimachinery import quantity
-from kubelet import envvars, mount, runtime, status, subpath, volumes
+from kubelet import envvars, mount, prober, runtime, status, subpath, volumes
 from kubelet.config import KubeletConfig
 
 Object = dict[str, Any]
 # (pod, type, reason, message, fieldPath)
 EventSink = Callable[[Object, str, str, str, str], None]
 INIT, APP = "initContainers", "containers"
+# A kill for a failed probe waits at most this long for SIGTERM to work (the pod's worker
+# waits meanwhile; pod deletion caps its grace the same way).
+KILL_GRACE_MAX_S = 10
 
 
 @dataclass
@@ -106,9 +109,11 @@ class ContainerSync:
 
     def __init__(self, cfg: KubeletConfig, docker: runtime.DockerRuntime,
                  objects: volumes.ObjectSource, pod_dir: Callable[[str], Path],
-                 event: EventSink, pool: ThreadPoolExecutor) -> None:
+                 event: EventSink, pool: ThreadPoolExecutor,
+                 probes: prober.ProbeManager | None = None) -> None:
         self.cfg, self.runtime, self.objects = cfg, docker, objects
         self.pod_dir, self.event, self.pool = pod_dir, event, pool
+        self.probes = probes
 
     # --- init containers, then app containers ----------------------------------------------
 
@@ -144,12 +149,35 @@ class ContainerSync:
         count = int(latest.labels.get(runtime.ATTEMPT, "0"))
         previous = found[1] if len(found) > 1 else None
         current = runtime.container_status(latest, container.get("image", ""), count, previous)
+        if kind == APP and "running" in current["state"]:
+            killed = self.kill_unhealthy(run.pod, container, latest, current["containerID"])
+            if killed is None:
+                return current
+            found = [killed, *found[1:]]
+            current = runtime.container_status(killed, container.get("image", ""), count,
+                                               previous)
         if "terminated" not in current["state"]:
             return current
         code = current["state"]["terminated"]["exitCode"]
         if not should_restart(kind, run.pod["spec"].get("restartPolicy", "Always"), code):
             return current
         return self.restart(run, container, kind, found, count)
+
+    def kill_unhealthy(self, pod: Object, container: Object, latest: Container,
+                       container_id: str) -> Container | None:
+        """Kill a running container whose liveness or startup probe failed, as kuberuntime
+        does (a Killing event, the probe's or the pod's grace period); the container as it
+        ended, or None when its probes do not ask for that."""
+        why = self.probes.kill_reason(container_id) if self.probes is not None else None
+        if why is None:
+            return None
+        name = container["name"]
+        policy = str(pod["spec"].get("restartPolicy", "Always"))
+        self.event(pod, "Normal", "Killing", prober.kill_message(name, why, policy),
+                   field_path(APP, name))
+        grace = min(prober.grace_period(pod, container, why), KILL_GRACE_MAX_S)
+        self.runtime.stop(latest, grace)
+        return self.runtime.refreshed(latest)
 
     def restart(self, run: PodRun, container: Object, kind: str, found: list[Container],
                 count: int) -> Object:

@@ -155,6 +155,15 @@ class DockerRuntime:
             for gone in set(self._inspected) - alive:
                 del self._inspected[gone]
 
+    def refreshed(self, container: Container) -> Container:
+        """The container inspected anew (after a stop, to see how it ended)."""
+        try:
+            full = self.docker.containers.get(container.id)
+        except docker.errors.NotFound:
+            return container
+        self._remember(full)
+        return full
+
     def attempts(self, uid: str, name: str) -> list[Container]:
         return [c for c in self.containers(uid) if c.labels.get(CONTAINER_NAME) == name]
 

@@ -28,6 +28,17 @@ def waiting(name: str, image: str, reason: str, message: str = "", restart_count
             "lastState": last or {}}
 
 
+def probed(st: Object, started: bool | None, ready: bool | None) -> Object:
+    """A containerStatus with `started` and `ready` as the probes say (Kubernetes'
+    UpdatePodStatus): `started` from the startup probe, `ready` from the readiness probe
+    once started; None means the container has no such probe, and then running is enough.
+    A container that does not run is neither."""
+    running = "running" in (st.get("state") or {})
+    is_started = running and (started is None or started)
+    is_ready = is_started and (ready is None or ready)
+    return {**st, "started": is_started, "ready": is_ready}
+
+
 def phase(restart_policy: str, statuses: Sequence[Object], container_count: int,
           init_statuses: Sequence[Object] = (), init_count: int = 0) -> str:
     """Kubernetes' getPhase: init containers first (a failed one under restartPolicy Never

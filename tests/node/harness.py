@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
 from storagelab import images
 from tests.conftest import REPO, ApiServer, require_real, terminate
@@ -223,3 +224,18 @@ def one_node(base: Path, node: str) -> contextlib.AbstractContextManager[
         tuple[ApiServer, KubeletProcess]]:
     """`node_cluster` with the harness's plain kubelet for `node`."""
     return node_cluster(base, lambda server: KubeletProcess(server, node, base / "root").start())
+
+
+def one_node_fixtures(node: str) -> tuple[Any, Any]:
+    """Module-scoped `cluster` (apiserver + kubelet for `node`) and `server` fixtures, for a
+    test module to bind: `cluster, server = one_node_fixtures(NODE)`."""
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[tuple[ApiServer, KubeletProcess]]:
+        with one_node(tmp_path_factory.mktemp(node), node) as running:
+            yield running
+
+    @pytest.fixture(scope="module")
+    def server(cluster: tuple[ApiServer, KubeletProcess]) -> ApiServer:
+        return cluster[0]
+    return cluster, server

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import ApiServer
 from tests.node.harness import (
@@ -25,7 +23,7 @@ from tests.node.harness import (
     get_pod,
     kubelet_containers,
     mounts_under,
-    one_node,
+    one_node_fixtures,
     wait_for,
     wait_phase,
 )
@@ -33,15 +31,7 @@ from tests.node.harness import (
 NODE = "node-a"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, KubeletProcess]]:
-    with one_node(tmp_path_factory.mktemp("node"), NODE) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def server(cluster: tuple[ApiServer, KubeletProcess]) -> ApiServer:
-    return cluster[0]
+cluster, server = one_node_fixtures(NODE)
 
 
 def test_node_registers_with_lease(api: httpx.Client) -> None:

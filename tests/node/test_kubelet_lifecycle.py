@@ -5,7 +5,6 @@ pod per node at a time, and init containers run in order before the app containe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,7 @@ from tests.node.harness import (
     docker_exec,
     events_of,
     get_pod,
-    one_node,
+    one_node_fixtures,
     pod_containers,
     wait_for,
     wait_phase,
@@ -31,15 +30,7 @@ from tests.node.harness import (
 NODE = "node-life"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, KubeletProcess]]:
-    with one_node(tmp_path_factory.mktemp("life"), NODE) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def server(cluster: tuple[ApiServer, KubeletProcess]) -> ApiServer:
-    return cluster[0]
+cluster, server = one_node_fixtures(NODE)
 
 
 def pod_body(name: str, containers: list[dict], **spec: object) -> dict:
