@@ -398,17 +398,15 @@ class AttachDetachController:
             await controller.cancel_and_wait(background)
 
     def desired(self) -> dict[tuple[str, str], VolumeToAttach]:
-        return desired_state(self.pods, {matching.name_of(n): n for n in self.nodes},
-                             {informer.object_key(c): c for c in self.claims},
-                             {matching.name_of(v): v for v in self.volumes},
-                             {matching.name_of(d): d for d in self.drivers})
+        # Views, not copies: this runs after every claim or volume change.
+        return desired_state(self.pods, self.nodes.by_key(), self.claims.by_key(),
+                             self.volumes.by_key(), self.drivers.by_key())
 
     async def reconcile(self, _: str) -> None:
         """One pass over the whole cluster; safe to run twice (it re-reads the caches)."""
         desired = self.desired()
         recorded = actual_state(self.nodes)
-        attachments = attachments_by_pair(self.attachments,
-                                          {matching.name_of(v): v for v in self.volumes})
+        attachments = attachments_by_pair(self.attachments, self.volumes.by_key())
         todo = plan(desired, confirmed(recorded, attachments))
         writes = steps(todo, desired, recorded, attachments)
         await self._write(writes.unrecord, ())  # detach first: it may unblock an attach

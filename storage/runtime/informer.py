@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,10 @@ class Informer:
 
     def add_handlers(self, handlers: Handlers) -> None:
         self._handlers.append(handlers)
+
+    def by_key(self) -> Mapping[str, Obj]:
+        """The cache as a read-only mapping from `object_key`, without copying it."""
+        return _CacheView(self._cache)
 
     # -- writing from controllers ---------------------------------------------------------
 
@@ -190,3 +194,20 @@ class Informer:
                 for h in self._handlers:
                     if h.on_update is not None:
                         self._dispatch(h, "MODIFIED", obj, obj)
+
+
+class _CacheView(Mapping[str, Obj]):
+    """A live read-only view of an informer's cache (a pass over all claims should not copy
+    them into a dict first)."""
+
+    def __init__(self, cache: dict[str, Obj]) -> None:
+        self._cache = cache
+
+    def __getitem__(self, key: str) -> Obj:
+        return self._cache[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cache)
+
+    def __len__(self) -> int:
+        return len(self._cache)
