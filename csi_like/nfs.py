@@ -13,6 +13,7 @@ kubelet.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -134,27 +135,36 @@ def _host_key_check(value: str) -> bool:
 # ---------------------------------------------------------------- the export as a file system
 
 @contextmanager
-def open_export(cls: NfsClass, secrets: Mapping[str, str]) -> Iterator[FS]:
-    """The export's root as a pyfilesystem2 FS: OSFS locally, SFTP otherwise; closed after."""
-    export = _open(cls, secrets)
+def open_export(cls: NfsClass, secrets: Mapping[str, str],
+                sessions: Any = None) -> Iterator[FS]:
+    """The export's root as a pyfilesystem2 FS: OSFS locally, SFTP otherwise (on a session
+    of `sessions`, an `sftpfs.SessionPool`, when given); closed after."""
     try:
-        yield export
+        with _open(cls, secrets, sessions) as export:
+            yield export
     except fserrors.FSError as e:
         raise _translate(e) from e
     except (OSError, EOFError) as e:  # the SSH session dropped mid-operation
         raise errors.TemporaryError(f"export {cls.server}:{cls.share}: {e}") from e
-    finally:
-        export.close()
 
 
-def _open(cls: NfsClass, secrets: Mapping[str, str]) -> FS:
+@contextmanager
+def _open(cls: NfsClass, secrets: Mapping[str, str], sessions: Any) -> Iterator[FS]:
     if cls.export_local_path:
         _check_local_export(cls.export_local_path)
-        return OSFS(cls.export_local_path)
+        with OSFS(cls.export_local_path) as export:
+            yield export
+        return
     from csi_like import sftpfs  # paramiko is only needed for remote exports
 
-    return sftpfs.open_sftp_fs(cls.ssh_host, cls.ssh_port, cls.share, secrets,
-                               check_host_key=cls.check_host_key)
+    if sessions is None:
+        with sftpfs.open_sftp_fs(cls.ssh_host, cls.ssh_port, cls.share, secrets,
+                                 check_host_key=cls.check_host_key) as export:
+            yield export
+        return
+    with sessions.filesystem(cls.ssh_host, cls.ssh_port, cls.share, secrets,
+                             check_host_key=cls.check_host_key) as export:
+        yield export
 
 
 def _check_local_export(path: str) -> None:
@@ -339,6 +349,14 @@ class NfsDriver:
 
     def __init__(self, mounter: NfsMounter | None = None) -> None:
         self.mounter = mounter
+        self._sessions: Any = None  # an sftpfs.SessionPool once an SFTP export is used
+
+    def _export(self, cls: NfsClass, secrets: Mapping[str, str] | None
+                ) -> contextlib.AbstractContextManager[FS]:
+        if not cls.export_local_path and self._sessions is None:
+            from csi_like import sftpfs  # paramiko is only needed for remote exports
+            self._sessions = sftpfs.SessionPool()
+        return open_export(cls, secrets or {}, self._sessions)
 
     # ---------------------------------------------------------------- identity
 
@@ -358,7 +376,7 @@ class NfsDriver:
 
     def create_volume(self, request: contract.CreateVolumeRequest) -> contract.Volume:
         cls, record = _plan(request)
-        with open_export(cls, request.secrets) as export:
+        with self._export(cls, request.secrets) as export:
             _check_parents(export, record.sub_dir)
             existing = read_record(export, record.name)
             if existing is not None:
@@ -379,7 +397,7 @@ class NfsDriver:
 
     def delete_volume(self, volume_id: str, secrets: Mapping[str, str] | None = None) -> None:
         cls, name, sub_dir = decode(volume_id)
-        with open_export(cls, secrets or {}) as export:
+        with self._export(cls, secrets) as export:
             record = read_record(export, name)
             if record is None:
                 if export.exists(sub_dir) or _is_link(export, sub_dir):
@@ -398,7 +416,7 @@ class NfsDriver:
     def expand_volume(self, volume_id: str, capacity_bytes: int,
                       secrets: Mapping[str, str] | None = None) -> contract.ExpansionResult:
         cls, name, _ = decode(volume_id)
-        with open_export(cls, secrets or {}) as export:
+        with self._export(cls, secrets) as export:
             record = _require(export, name, volume_id)
             if capacity_bytes > record.capacity_bytes:
                 _check_space(export, capacity_bytes - record.capacity_bytes)
@@ -410,13 +428,13 @@ class NfsDriver:
                      topology: contract.Topology | None = None,
                      secrets: Mapping[str, str] | None = None) -> int:
         cls = parse_class(parameters)
-        with open_export(cls, secrets or {}) as export:
+        with self._export(cls, secrets) as export:
             return _free_bytes(export) or 0
 
     def get_volume(self, volume_id: str,
                    secrets: Mapping[str, str] | None = None) -> contract.VolumeStatus:
         cls, name, sub_dir = decode(volume_id)
-        with open_export(cls, secrets or {}) as export:
+        with self._export(cls, secrets) as export:
             record = _require(export, name, volume_id)
             used = _used_bytes(export, sub_dir) if export.isdir(sub_dir) else 0
         condition = contract.VolumeCondition()

@@ -7,15 +7,24 @@ never taken for a directory (a tree removal deletes the link, not what it points
 every path is kept inside `root`. Connection failures are translated here into the driver
 error types: unreachable server -> TemporaryError, refused credentials or an unknown host key
 -> PermanentError.
+
+An SSH connection costs a key exchange and an authentication (most of a provisioning call
+over SFTP), so `SessionPool` keeps idle connections per server and credentials for a while
+and checks one (a `stat` of the share, with a short timeout) before handing it out again; a
+connection that fails the check, or that an operation saw fail, is closed, never reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import posixpath
 import stat
+import threading
+import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import paramiko
@@ -30,6 +39,10 @@ from fs.subfs import SubFS
 from csi_like import errors
 
 CONNECT_TIMEOUT_S = 10.0
+OPERATION_TIMEOUT_S = CONNECT_TIMEOUT_S * 3
+CHECK_TIMEOUT_S = 5.0  # a pooled connection must answer a stat this fast to be reused
+IDLE_S = 30.0  # below OpenSSH's usual ClientAliveInterval * CountMax
+MAX_IDLE_PER_KEY = 8
 _META: dict[str, Any] = {
     "case_insensitive": False, "invalid_path_chars": "\0", "network": True, "read_only": False,
     "thread_safe": False, "unicode_paths": True, "virtual": False, "supports_rename": True,
@@ -50,7 +63,8 @@ def _converted(path: str) -> Iterator[None]:
 
 
 class SFTPFS(FS):
-    """pyfilesystem2 FS rooted at `root` on an open paramiko SFTP client."""
+    """pyfilesystem2 FS rooted at `root` on an open paramiko SFTP client; given `ssh`, it
+    owns the connection and closes it when closed (a pooled session is left open)."""
 
     _meta = _META
 
@@ -173,10 +187,9 @@ class SFTPFS(FS):
         return int(frsize * bavail)
 
     def close(self) -> None:
-        if not self.isclosed():
+        if not self.isclosed() and self.ssh is not None:  # it owns the connection
             self.sftp.close()
-            if self.ssh is not None:
-                self.ssh.close()
+            self.ssh.close()
         super().close()
 
 
@@ -256,10 +269,38 @@ def _private_key(text: str, passphrase: str | None) -> paramiko.PKey:
                                  "private key (ed25519, ecdsa or rsa)")
 
 
-def open_sftp_fs(host: str, port: int, root: str, secrets: Mapping[str, str],
-                 check_host_key: bool = True) -> SFTPFS:
-    """Connect and return an SFTPFS rooted at `root`. Secrets: username, and password or
-    privateKey (+ passphrase); knownHosts unless `check_host_key` is off."""
+@dataclass(eq=False)
+class Session:
+    """One authenticated SSH connection and its SFTP channel."""
+
+    client: paramiko.SSHClient
+    sftp: paramiko.SFTPClient
+    idle_since: float = field(default_factory=time.monotonic)
+
+    def usable(self, root: str) -> bool:
+        """Still connected, and the share answers within CHECK_TIMEOUT_S."""
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active() or \
+                time.monotonic() - self.idle_since > IDLE_S:
+            return False
+        channel = self.sftp.get_channel()
+        try:
+            channel.settimeout(CHECK_TIMEOUT_S)
+            self.sftp.stat(root)
+            channel.settimeout(OPERATION_TIMEOUT_S)
+        except (OSError, paramiko.SSHException, EOFError):
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sftp.close()
+        self.client.close()
+
+
+def connect(host: str, port: int, root: str, secrets: Mapping[str, str],
+            check_host_key: bool = True) -> Session:
+    """A new session whose `root` exists. Secrets: username, and password or privateKey
+    (+ passphrase); knownHosts unless `check_host_key` is off."""
     username = secrets.get("username", "")
     if not username:
         raise errors.InvalidArgument("secret username", "", "the provisioner secret needs it")
@@ -278,7 +319,7 @@ def open_sftp_fs(host: str, port: int, root: str, secrets: Mapping[str, str],
     _connect(client, host, port, username, secrets.get("password"), key)
     try:
         sftp = client.open_sftp()
-        sftp.get_channel().settimeout(CONNECT_TIMEOUT_S * 3)
+        sftp.get_channel().settimeout(OPERATION_TIMEOUT_S)
         sftp.stat(root)
     except FileNotFoundError as e:
         client.close()
@@ -286,7 +327,88 @@ def open_sftp_fs(host: str, port: int, root: str, secrets: Mapping[str, str],
     except (OSError, paramiko.SSHException) as e:
         client.close()
         raise errors.TemporaryError(f"SFTP to {host}:{port} failed: {e}") from e
-    return SFTPFS(sftp, root, client)
+    return Session(client, sftp)
+
+
+def open_sftp_fs(host: str, port: int, root: str, secrets: Mapping[str, str],
+                 check_host_key: bool = True) -> SFTPFS:
+    """A new connection as an SFTPFS rooted at `root`; closing it closes the connection."""
+    session = connect(host, port, root, secrets, check_host_key)
+    return SFTPFS(session.sftp, root, session.client)
+
+
+class SessionPool:
+    """Idle sessions by server and credentials, for any thread to take and give back."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, ...], list[Session]] = {}
+        self._lock = threading.Lock()
+        self.connects = 0  # new connections made (a reused one does not count)
+
+    @contextmanager
+    def filesystem(self, host: str, port: int, root: str, secrets: Mapping[str, str],
+                   check_host_key: bool = True) -> Iterator[SFTPFS]:
+        """An SFTPFS rooted at `root` on a pooled session; the session goes back to the
+        pool afterwards unless the connection failed under it."""
+        key = _pool_key(host, port, secrets, check_host_key)
+        session = self._take(key, root)
+        if session is None:
+            session = connect(host, port, root, secrets, check_host_key)
+            with self._lock:
+                self.connects += 1
+        filesystem = SFTPFS(session.sftp, root)  # closing it leaves the session open
+        healthy = False
+        try:
+            yield filesystem
+            healthy = True
+        except (fserrors.OperationFailed, OSError, EOFError, paramiko.SSHException):
+            raise  # the connection may be what failed: it is closed below
+        except BaseException:
+            healthy = True  # the caller's own error (a bad request, a conflict)
+            raise
+        finally:
+            filesystem.close()
+            if healthy:
+                self._give(key, session)
+            else:
+                session.close()
+
+    def _take(self, key: tuple[str, ...], root: str) -> Session | None:
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                if not idle:
+                    return None
+                session = idle.pop()
+            if session.usable(root):
+                return session
+            session.close()
+
+    def _give(self, key: tuple[str, ...], session: Session) -> None:
+        session.idle_since = time.monotonic()
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < MAX_IDLE_PER_KEY:
+                idle.append(session)
+                return
+        session.close()
+
+    def close(self) -> None:
+        with self._lock:
+            sessions = [s for idle in self._idle.values() for s in idle]
+            self._idle.clear()
+        for session in sessions:
+            session.close()
+
+
+def _pool_key(host: str, port: int, secrets: Mapping[str, str],
+              check_host_key: bool) -> tuple[str, ...]:
+    """Sessions are shared only by callers with the same server and the same credentials
+    (a digest, so the pool holds no secret in its keys)."""
+    digest = hashlib.sha256()
+    for name in sorted(secrets):
+        digest.update(f"{name}\0{secrets[name]}\0".encode())
+    return host, str(port), str(check_host_key), digest.hexdigest()
 
 
 def _connect(client: paramiko.SSHClient, host: str, port: int, username: str,

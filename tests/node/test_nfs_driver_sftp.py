@@ -6,6 +6,8 @@ openssh-server, its own config, host key and authorized key in a temporary direc
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,3 +222,48 @@ def test_publish_delegates_to_the_mounter(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"x" * 100)
     stats = driver.get_volume_stats(volume_id, str(tmp_path))
     assert stats.used_bytes == 100 and stats.total_bytes > 0
+
+
+# ---------------------------------------------------------------- pooled SSH sessions
+
+def sftp_export(sshd: Sshd, tmp_path: Path) -> Export:
+    share = tmp_path / "export"
+    share.mkdir()
+    return Export(share, {"server": "127.0.0.1", "share": str(share),
+                          "sshPort": str(sshd.port)}, sshd.secrets())
+
+
+def create_with(driver: nfs.NfsDriver, export: Export, name: str,
+                secrets: dict[str, str] | None = None) -> contract.Volume:
+    request = contract.CreateVolumeRequest(
+        name, 1 << 20, export.parameters, (contract.AccessMode.RWX,),
+        claim=contract.ClaimMetadata(pvc_name=name, pvc_namespace="ns", pv_name=name),
+        secrets=export.secrets if secrets is None else secrets)
+    return driver.create_volume(request)
+
+
+def test_one_ssh_connection_serves_call_after_call(sshd: Sshd, tmp_path: Path) -> None:
+    export, driver = sftp_export(sshd, tmp_path), nfs.NfsDriver()
+    volumes = [create_with(driver, export, f"pvc-{i}") for i in range(3)]
+    driver.delete_volume(volumes[0].volume_id, export.secrets)
+    assert driver.get_capacity(export.parameters, secrets=export.secrets) > 0
+    assert listing(export.share) == ["pvc-1", "pvc-2"]
+    assert driver._sessions.connects == 1
+    # Other credentials (here the same key with another knownHosts text) never share it.
+    create_with(driver, export, "pvc-3", sshd.secrets(knownHosts=sshd.known_hosts + "\n"))
+    assert driver._sessions.connects == 2
+
+
+def test_a_connection_the_server_dropped_is_replaced_not_reused(sshd: Sshd,
+                                                                tmp_path: Path) -> None:
+    export, driver = sftp_export(sshd, tmp_path), nfs.NfsDriver()
+    create_with(driver, export, "pvc-a")
+    assert sshd.process is not None
+    children = subprocess.run(["pgrep", "-P", str(sshd.process.pid)], capture_output=True,
+                              text=True, check=False).stdout.split()
+    assert children, "the pooled session has its own sshd process"
+    for pid in children:  # the server side of the pooled connection dies
+        os.kill(int(pid), signal.SIGKILL)
+    create_with(driver, export, "pvc-b")
+    assert listing(export.share) == ["pvc-a", "pvc-b"]
+    assert driver._sessions.connects == 2
