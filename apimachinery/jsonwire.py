@@ -13,12 +13,14 @@ client sent is ever changed or refused here.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# Digits to "0", everything else to ".": a run of 19 digits is then a plain substring search
+# (a regular expression took longer than orjson's whole parse).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= i <= 0x39 else 0x2E for i in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def dumps(obj: Any, *, sort_keys: bool = False) -> bytes:
@@ -33,7 +35,7 @@ def dumps(obj: Any, *, sort_keys: bool = False) -> bytes:
 def loads(data: bytes | str) -> Any:
     """What `json.loads(data)` answers (and raises), faster."""
     raw = data.encode() if isinstance(data, str) else data
-    if _LONG_DIGITS.search(raw) is None:
+    if _LONG_RUN not in raw.translate(_DIGITS_ONLY):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
