@@ -22,12 +22,13 @@ attacher (storage/attacher.py for our drivers) to set status.attached; only then
 volume recorded in the Node's `status.volumesAttached`, which the kubelet waits for. A
 detach removes the Node entry and deletes the VolumeAttachment; a single-node volume is
 attached elsewhere only once its old VolumeAttachment is gone. A volume counts as attached
-(for Multi-Attach) when the Node records it or its VolumeAttachment says attached.
+(for Multi-Attach) when the Node records it or its VolumeAttachment says attached. Once
+recorded, each pod that wanted it gets a `SuccessfulAttachVolume` event.
 
 Deliberate differences from Kubernetes: the actual state is read back from the Nodes and
 the VolumeAttachments instead of being kept in memory; a VolumeAttachment whose PV is gone
 is left alone (Kubernetes cannot map it to a volume either); a detach does not wait for the
-kubelet's `volumesInUse` (the kubelet does not write it); no SuccessfulAttachVolume event.
+kubelet's `volumesInUse` (the kubelet does not write it).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ COMPONENT = "attachdetach-controller"
 ANN_CONTROLLER_MANAGED = "volumes.kubernetes.io/controller-managed-attach-detach"
 CSI_PREFIX = "kubernetes.io/csi/"
 REASON_FAILED_ATTACH = "FailedAttachVolume"
+REASON_ATTACHED = "SuccessfulAttachVolume"
 MULTI_ATTACH = "Multi-Attach error"
 EXCLUSIVELY_ATTACHED = ("Volume is already exclusively attached to one node and can't be "
                         "attached to another")
@@ -259,6 +261,12 @@ def desired_state(pods: Iterable[Mapping[str, Any]], nodes: Mapping[str, Obj],
     return found
 
 
+def attach_succeeded_message(pv_name: str) -> str:
+    """The operation generator's GenerateMsg("AttachVolume.Attach succeeded", ""): the
+    trailing space is Kubernetes' (an empty suffix after a space)."""
+    return f'AttachVolume.Attach succeeded for volume "{pv_name}" '
+
+
 def actual_state(nodes: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:
     """volume -> nodes, from the CSI entries of every Node's status.volumesAttached."""
     attached: dict[str, set[str]] = {}
@@ -417,6 +425,7 @@ class AttachDetachController:
             await self.api.ensure_attachment(volume_attachment(wanted))
             log.info("VolumeAttachment for %s on node %s", wanted.volume, wanted.node)
         await self._write((), writes.record)
+        self._announce(desired[pair] for pair in writes.record if pair in desired)
         self._report(todo.blocked, desired)
         if todo.blocked:
             raise controller.Requeue(self.retry_blocked, "volumes wait for a detach")
@@ -439,6 +448,15 @@ class AttachDetachController:
                 log.info("detached %s from node %s", volume, name)
             for volume in added:
                 log.info("attached %s to node %s", volume, name)
+
+    def _announce(self, attached: Iterable[VolumeToAttach]) -> None:
+        """SuccessfulAttachVolume on every pod that waited for the attach, once."""
+        for wanted in attached:
+            for ref in wanted.pods:
+                pod = self.pods.get(f"{ref.namespace}/{ref.name}")
+                if pod is not None:
+                    self.recorder.event(pod, "Normal", REASON_ATTACHED,
+                                        attach_succeeded_message(wanted.pv_name))
 
     def _report(self, blocked: Iterable[tuple[VolumeToAttach, tuple[str, ...]]],
                 desired: Mapping[tuple[str, str], VolumeToAttach]) -> None:

@@ -216,6 +216,9 @@ def test_attach_goes_through_a_volume_attachment(api: httpx.Client, ns: str) -> 
     assert va["status"]["attached"] is True
     assert va["metadata"]["finalizers"] == ["external-attacher/nfs-storagelab-io"]
     assert va_of(api, pv, "node-2") is None
+    message = eventually(lambda: reasons(api, ns, "a").get("SuccessfulAttachVolume"), 15,
+                         "SuccessfulAttachVolume on a")
+    assert message == f'AttachVolume.Attach succeeded for volume "{pv}" '
 
     assert api.delete(f"/api/v1/namespaces/{ns}/pods/a",
                       params={"gracePeriodSeconds": "0"}).status_code == 200
