@@ -261,8 +261,8 @@ def is_valid_port_name(port: str) -> list[str]:
     if len(port) > 15:
         errs.append(max_len_error(15))
     if not _matches("[-a-z0-9]+", port):
-        errs.append(regex_error("must contain only alpha-numeric characters (a-z, 0-9), and "
-                                "hyphens (-)", "[-a-z0-9]+"))
+        # a plain message: Kubernetes does not append the regex here
+        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
     if not _matches(".*[a-z].*", port):
         errs.append("must contain at least one letter (a-z)")
     if "--" in port:

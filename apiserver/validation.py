@@ -10,6 +10,8 @@ It also offers the two steps Kubernetes performs while decoding a body, before v
 `check_decodable` (quantities and base64 that fail to decode are a 400, not a 422) and
 `canonicalize_quantities` (the stored string of every Quantity is its canonical form).
 
+Container probes have their own module, apiserver.validation_probes.
+
 Call order on create: apply_defaults, canonicalize_quantities, validate.
 """
 
@@ -35,6 +37,7 @@ from apimachinery.names import (
     required,
     too_long,
 )
+from apiserver import validation_probes
 
 Obj = Mapping[str, Any]
 Validator = Callable[[Obj], list[Cause]]
@@ -1248,13 +1251,19 @@ def _validate_containers(key: str, containers: list[Any], volumes: set[str],
         return [required("spec.containers")]
     causes: list[Cause] = []
     seen: set[str] = set()
+    init = key == "initContainers"
     for i, container in enumerate(containers):
         container = container if isinstance(container, Mapping) else {}
         path, name = f"spec.{key}[{i}]", _str(container.get("name"))
         causes += _validate_container(path, container, volumes)
+        if init:
+            causes += validation_probes.validate_init_restart_policy(path, container)
         if name in seen or name in others:
             causes.append(duplicate(f"{path}.name", name))
         seen.add(name)
+        # probes (and restartPolicy) depend on the kind of container, as in Kubernetes
+        causes += (validation_probes.validate_init_container if init else
+                   validation_probes.validate_regular_container)(path, container)
     return causes
 
 
