@@ -364,10 +364,15 @@ model(CORE, "HTTPGetAction", "An HTTP GET request.",
 model(CORE, "TCPSocketAction", "Opens a TCP connection.",
       f("port", "IntOrString", "Port number or name.", required=True),
       f("host", "string", "Host to connect to; default the pod IP."))
+model(CORE, "GRPCAction", "A gRPC health check (accepted; the storagelab kubelet does not run "
+      "it).",
+      f("port", "int32", "Port number of the gRPC service, 1-65535.", required=True),
+      f("service", "string", "Service name for the gRPC health check."))
 model(CORE, "Probe", "A health check of a container.",
       f("exec", "ExecAction", "Run a command."),
       f("httpGet", "HTTPGetAction", "Make an HTTP request."),
       f("tcpSocket", "TCPSocketAction", "Open a TCP connection."),
+      f("grpc", "GRPCAction", "Call a gRPC health check."),
       f("initialDelaySeconds", "int32", "Seconds after start before the first probe."),
       f("timeoutSeconds", "int32", "Seconds before a probe times out; default 1."),
       f("periodSeconds", "int32", "Seconds between probes; default 10."),

@@ -259,3 +259,15 @@ def test_status_reasons_of_probe_causes() -> None:
         (f"{LIVE}.httpGet", "FieldValueForbidden"),
         (f"{LIVE}.successThreshold", "FieldValueInvalid"),
     ]
+
+
+def test_strict_field_validation_knows_every_probe_handler() -> None:
+    """kubectl sends fieldValidation=Strict: a grpc probe must not be an unknown field."""
+    from apiserver import fieldcheck, resources
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+        "containers": [{"name": "c", "image": "busybox", "livenessProbe": {
+            "grpc": {"port": 9000, "service": "health"}, "periodSeconds": 5}}]}}
+    assert fieldcheck.unknown_fields(resources.BY_KIND["Pod"], pod) == []
+    pod["spec"]["containers"][0]["livenessProbe"]["grpc"]["color"] = "x"
+    assert fieldcheck.unknown_fields(resources.BY_KIND["Pod"], pod) == [
+        "spec.containers[0].livenessProbe.grpc.color"]
