@@ -105,6 +105,13 @@ def _default_container(container: Obj, host_network: bool) -> None:
             port["hostPort"] = port.get("containerPort")
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         _default_probe(container.get(probe))
+    lifecycle = container.get("lifecycle")
+    for hook in ("postStart", "preStop"):
+        handler = lifecycle.get(hook) if isinstance(lifecycle, MutableMapping) else None
+        http_get = handler.get("httpGet") if isinstance(handler, MutableMapping) else None
+        if isinstance(http_get, MutableMapping):  # SetDefaults_HTTPGetAction
+            _default(http_get, "path", "/")
+            _default(http_get, "scheme", "HTTP")
     for env in _items(container, "env"):
         field_ref = (env.get("valueFrom") or {}).get("fieldRef")
         if isinstance(field_ref, MutableMapping):

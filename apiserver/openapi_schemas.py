@@ -379,10 +379,13 @@ model(CORE, "Probe", "A health check of a container.",
       f("successThreshold", "int32", "Successes in a row to count as healthy; default 1."),
       f("failureThreshold", "int32", "Failures in a row to count as failed; default 3."),
       f("terminationGracePeriodSeconds", "int64", "Grace period when the probe fails."))
+model(CORE, "SleepAction", "Sleeps for a while.",
+      f("seconds", "int64", "Seconds to sleep.", required=True))
 model(CORE, "LifecycleHandler", "An action run at a lifecycle event.",
       f("exec", "ExecAction", "Run a command."),
       f("httpGet", "HTTPGetAction", "Make an HTTP request."),
-      f("tcpSocket", "TCPSocketAction", "Deprecated; not supported."))
+      f("tcpSocket", "TCPSocketAction", "Deprecated; not supported."),
+      f("sleep", "SleepAction", "Sleep for a number of seconds."))
 model(CORE, "Lifecycle", "Actions run when a container starts or stops.",
       f("postStart", "LifecycleHandler", "Run right after the container starts."),
       f("preStop", "LifecycleHandler", "Run before the container is stopped."))

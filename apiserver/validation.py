@@ -1246,7 +1246,7 @@ def _validate_env(path: str, env: list[Any]) -> list[Cause]:
 
 
 def _validate_containers(key: str, containers: list[Any], volumes: set[str],
-                         others: set[str]) -> list[Cause]:
+                         others: set[str], grace: int | None = None) -> list[Cause]:
     if not containers and key == "containers":
         return [required("spec.containers")]
     causes: list[Cause] = []
@@ -1261,9 +1261,10 @@ def _validate_containers(key: str, containers: list[Any], volumes: set[str],
         if name in seen or name in others:
             causes.append(duplicate(f"{path}.name", name))
         seen.add(name)
-        # probes (and restartPolicy) depend on the kind of container, as in Kubernetes
+        # lifecycle hooks, probes (and restartPolicy) depend on the kind of container, as in
+        # Kubernetes; a sleep hook is measured against the pod's grace period
         causes += (validation_probes.validate_init_container if init else
-                   validation_probes.validate_regular_container)(path, container)
+                   validation_probes.validate_regular_container)(path, container, grace)
     return causes
 
 
@@ -1306,9 +1307,10 @@ def validate_pod_spec(spec: Obj) -> list[Cause]:
     volumes, causes = _validate_volumes(_list(spec, "volumes"))
     containers = _list(spec, "containers")
     container_names = {_str(_get(c, "name")) for c in containers}
-    causes += _validate_containers("containers", containers, volumes, set())
+    grace = validation_probes.pod_grace(spec)
+    causes += _validate_containers("containers", containers, volumes, set(), grace)
     causes += _validate_containers("initContainers", _list(spec, "initContainers"), volumes,
-                                   container_names)
+                                   container_names, grace)
     causes += _enum("spec.restartPolicy", spec.get("restartPolicy"), RESTART_POLICIES)
     causes += _enum("spec.dnsPolicy", spec.get("dnsPolicy"), DNS_POLICIES)
     causes += names.validate_labels(_map(spec, "nodeSelector"), "spec.nodeSelector")

@@ -1,11 +1,16 @@
-"""Validation of container probes, with kube-apiserver's field paths and messages.
+"""Validation of container probes and lifecycle hooks, with kube-apiserver's field paths and
+messages.
 
 Kubernetes refuses a pod whose liveness, readiness or startup probe the kubelet could not run
 (no handler, two handlers, port 0, a negative period ...) instead of letting the kubelet fail
 later; clients and tests match the wording. The rules are those of validateLivenessProbe,
 validateReadinessProbe, validateStartupProbe, validateProbe and validateHandler in
 pkg/apis/core/validation/validation.go, and the init-container rule that only a restartable
-init container (`restartPolicy: Always`, a sidecar) may carry probes.
+init container (`restartPolicy: Always`, a sidecar) may carry probes. Lifecycle hooks follow
+validateLifecycle and validateLifecycleHandler: one handler among exec, httpGet, tcpSocket
+(accepted, though the kubelet cannot run it) and sleep, whose seconds must lie in
+1..terminationGracePeriodSeconds (the zero of PodLifecycleSleepActionAllowZero, alpha and off
+in 1.32, is refused); and only a sidecar among init containers may have them.
 
 Probes are validated after defaulting (apiserver.defaults): a zero timeoutSeconds,
 periodSeconds, successThreshold or failureThreshold has become 1, 10, 1 or 3, and an httpGet
@@ -16,7 +21,7 @@ Values of the wrong JSON type fail decoding in Kubernetes (a 400), so they are s
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from apimachinery import names
@@ -26,6 +31,9 @@ Obj = Mapping[str, Any]
 
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")  # the order Kubernetes checks them in
+LIFECYCLE_HANDLERS = ("exec", "httpGet", "tcpSocket", "sleep")
+HOOKS = ("postStart", "preStop")
+DEFAULT_GRACE = 30
 HTTP_SCHEMES = ("HTTP", "HTTPS")
 NONNEGATIVE_FIELDS = ("initialDelaySeconds", "timeoutSeconds", "periodSeconds",
                       "successThreshold", "failureThreshold")
@@ -96,26 +104,73 @@ def _validate_grpc(path: str, action: Obj) -> list[Cause]:
     return validate_port_num_or_name(f"{path}.port", None if isinstance(port, str) else port)
 
 
-_ACTIONS = {"exec": _validate_exec, "httpGet": _validate_http_get,
-            "tcpSocket": _validate_tcp_socket, "grpc": _validate_grpc}
+def sleep_error(grace: int) -> str:
+    return (f"must be greater than 0 and less than terminationGracePeriodSeconds ({grace}). "
+            "Enable AllowPodLifecycleSleepActionZeroValue feature gate for zero sleep.")
 
 
-def validate_handler(path: str, probe: Obj) -> list[Cause]:
-    """validateHandler: exactly one handler; the first one set is validated, each later one
-    is refused."""
+def _sleep_validator(grace: int | None) -> Callable[[str, Obj], list[Cause]]:
+    """validateSleepAction: 0 < seconds <= the pod's terminationGracePeriodSeconds (no
+    check when the grace period is itself invalid: that error is reported already)."""
+    def validate(path: str, action: Obj) -> list[Cause]:
+        raw = action.get("seconds")
+        seconds = 0 if raw is None else _int(raw)
+        if grace is None or seconds is None or 0 < seconds <= grace:
+            return []
+        return [names.invalid(path, seconds, sleep_error(grace))]
+    return validate
+
+
+_ACTIONS: dict[str, Callable[[str, Obj], list[Cause]]] = {
+    "exec": _validate_exec, "httpGet": _validate_http_get,
+    "tcpSocket": _validate_tcp_socket, "grpc": _validate_grpc}
+
+
+def validate_handler(path: str, probe: Obj, handlers: tuple[str, ...] = HANDLERS,
+                     actions: Mapping[str, Callable[[str, Obj], list[Cause]]] | None = None
+                     ) -> list[Cause]:
+    """validateHandler (and validateLifecycleHandler, given its handlers): exactly one
+    handler; the first one set is validated, each later one is refused."""
+    actions = actions or _ACTIONS
     causes: list[Cause] = []
     chosen = ""
-    for key in HANDLERS:
+    for key in handlers:
         if probe.get(key) is None:
             continue
         if chosen:
             causes.append(names.forbidden(f"{path}.{key}", MORE_THAN_ONE_HANDLER))
             continue
         chosen = key
-        causes += _ACTIONS[key](f"{path}.{key}", _map(probe[key]))
+        causes += actions[key](f"{path}.{key}", _map(probe[key]))
     if not chosen:
         causes.append(names.required(path, NO_HANDLER))
     return causes
+
+
+# --- lifecycle hooks -------------------------------------------------------------------------
+
+def validate_lifecycle(path: str, container: Obj, grace: int | None) -> list[Cause]:
+    """validateLifecycle of the container's `lifecycle` (if any), under `path` (the
+    container); `grace` is the pod's terminationGracePeriodSeconds (None when invalid)."""
+    lifecycle = container.get("lifecycle")
+    if not isinstance(lifecycle, Mapping):
+        return []
+    actions = {**_ACTIONS, "sleep": _sleep_validator(grace)}
+    causes: list[Cause] = []
+    for hook in HOOKS:
+        handler = lifecycle.get(hook)
+        if isinstance(handler, Mapping):
+            causes += validate_handler(f"{path}.lifecycle.{hook}", handler,
+                                       LIFECYCLE_HANDLERS, actions)
+    return causes
+
+
+def pod_grace(spec: Obj) -> int | None:
+    """The pod's terminationGracePeriodSeconds as validateSleepAction sees it: defaulted to
+    30; None when negative (reported on its own)."""
+    raw = spec.get("terminationGracePeriodSeconds")
+    grace = DEFAULT_GRACE if raw is None else _int(raw)
+    return grace if grace is not None and grace >= 0 else None
 
 
 # --- probes ----------------------------------------------------------------------------------
@@ -184,19 +239,23 @@ def validate_init_restart_policy(path: str, container: Obj) -> list[Cause]:
                                 INIT_CONTAINER_RESTART_POLICIES)]
 
 
-def validate_regular_container(path: str, container: Obj) -> list[Cause]:
-    """What validateContainers checks after the common rules: probes allowed, restartPolicy
-    not."""
-    causes = validate_probes(path, container)
+def validate_regular_container(path: str, container: Obj, grace: int | None = DEFAULT_GRACE
+                               ) -> list[Cause]:
+    """What validateContainers checks after the common rules: lifecycle hooks and probes
+    allowed, restartPolicy not."""
+    causes = validate_lifecycle(path, container, grace)
+    causes += validate_probes(path, container)
     if container.get("restartPolicy") is not None:
         causes.append(names.forbidden(f"{path}.restartPolicy", NOT_FOR_REGULAR_CONTAINERS))
     return causes
 
 
-def validate_init_container(path: str, container: Obj) -> list[Cause]:
-    """What validateInitContainers checks after the name: a sidecar's probes are validated
-    like a regular container's, a run-to-completion init container may have none."""
+def validate_init_container(path: str, container: Obj, grace: int | None = DEFAULT_GRACE
+                            ) -> list[Cause]:
+    """What validateInitContainers checks after the name: a sidecar's lifecycle hooks and
+    probes are validated like a regular container's, a run-to-completion init container may
+    have none."""
     if is_restartable_init_container(container):
-        return validate_probes(path, container)
+        return validate_lifecycle(path, container, grace) + validate_probes(path, container)
     return [names.forbidden(f"{path}.{key}", NOT_FOR_INIT_CONTAINERS)
-            for key in PROBES if container.get(key) is not None]
+            for key in ("lifecycle", *PROBES) if container.get(key) is not None]

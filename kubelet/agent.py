@@ -8,7 +8,9 @@ and writes its status; a pod being deleted is stopped, its volumes torn down and
 deletion confirmed with grace period 0; a pod that has finished (Succeeded, Failed, or
 evicted for outgrowing an emptyDir's sizeLimit) gives its volumes back. Volume operations
 are serialized (the volume manager and its mount records expect one caller at a time);
-Docker calls are not. Containers and pod directories no pod wants any more (after a crash,
+Docker calls are not. A pod with lifecycle hooks syncs on a thread of its own rather than
+the shared pool, so that a preStop hook waiting out its grace period holds only its own pod,
+as each pod has its own goroutine in Kubernetes. Containers and pod directories no pod wants any more (after a crash,
 or a deletion missed while down) are removed by a cleanup task.
 """
 
@@ -26,7 +28,17 @@ from typing import Any
 from docker.models.containers import Container
 
 from kubelet import api as api_module
-from kubelet import containers, eviction, mount, nfs_volumes, prober, runtime, status, volumes
+from kubelet import (
+    containers,
+    eviction,
+    hooks,
+    mount,
+    nfs_volumes,
+    prober,
+    runtime,
+    status,
+    volumes,
+)
 from kubelet import server as server_module
 from kubelet.config import KubeletConfig
 from kubelet.containers import PodMemory
@@ -41,8 +53,9 @@ ORPHAN_DEFER_S = 5.0
 
 
 class PodWorkers:
-    """Runs each key's work on a pool, never twice at once for one key: a dispatch while the
-    key is busy makes the work run once more when the current run ends."""
+    """Runs each key's work on a pool (or, when `dedicated`, on a thread of its own), never
+    twice at once for one key: a dispatch while the key is busy makes the work run once more
+    when the current run ends."""
 
     def __init__(self, workers: int) -> None:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pod-worker")
@@ -50,13 +63,17 @@ class PodWorkers:
         self.running: set[str] = set()
         self.again: set[str] = set()
 
-    def dispatch(self, key: str, work: Callable[[], None]) -> None:
+    def dispatch(self, key: str, work: Callable[[], None], dedicated: bool = False) -> None:
         with self.lock:
             if key in self.running:
                 self.again.add(key)
                 return
             self.running.add(key)
-        self.pool.submit(self._run, key, work)
+        if dedicated:
+            threading.Thread(target=self._run, args=(key, work), daemon=True,
+                             name=f"pod-worker-{key[:8]}").start()
+        else:
+            self.pool.submit(self._run, key, work)
 
     def busy(self, key: str) -> bool:
         with self.lock:
@@ -96,9 +113,11 @@ class Kubelet:
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="container")
         self.probes = prober.ProbeManager(self.runtime.docker.api, self._event,
                                           self._probed)
+        self.post_start = hooks.PostStartHooks(hooks.HandlerRunner(self.runtime.docker.api),
+                                               self._probed)
         self.containers = containers.ContainerSync(cfg, self.runtime, self.objects,
                                                    self.volumes.pod_dir, self._event, self.pool,
-                                                   self.probes)
+                                                   self.probes, self.post_start)
         self.monitor = eviction.EmptyDirMonitor(
             self.pods.snapshot,
             lambda uid, name: self.volumes.volumes_dir(uid, volumes.EMPTY_DIR, name),
@@ -160,16 +179,18 @@ class Kubelet:
     def sync_all(self) -> None:
         for pod in self.pods.snapshot():
             uid = pod["metadata"]["uid"]
-            self.workers.dispatch(uid, self._sync_of(uid))
+            self.workers.dispatch(uid, self._sync_of(uid), hooks.has_hooks(pod))
         self.workers.dispatch(CLEANUP, self.cleanup)
 
     def _sync_of(self, uid: str) -> Callable[[], None]:
         return lambda: self.sync_uid(uid)
 
     def _probed(self, uid: str) -> None:
-        """A probe result changed: sync the pod now (its readiness to write, or a container
-        to kill), as Kubernetes' sync loop wakes on the prober's updates."""
-        self.workers.dispatch(uid, self._sync_of(uid))
+        """A probe result changed, or a postStart hook ended: sync the pod now (its
+        readiness to write, or a container to kill), as Kubernetes' sync loop wakes on the
+        prober's updates."""
+        pod = self.pods.get(uid)
+        self.workers.dispatch(uid, self._sync_of(uid), pod is not None and hooks.has_hooks(pod))
 
     def sync_uid(self, uid: str) -> None:
         pod = self.pods.get(uid)  # the newest copy: the pod may have changed since dispatch
@@ -177,6 +198,7 @@ class Kubelet:
             return
         if pod["metadata"].get("deletionTimestamp"):
             self.probes.remove_pod(uid)  # no probe of a pod being stopped
+            self.post_start.cancel_pod(uid)  # nor a postStart hook
             self.kill_pod(pod)
         else:
             self.sync_pod(pod)
@@ -367,14 +389,21 @@ class Kubelet:
 
     def kill_pod(self, pod: Object) -> None:
         uid = pod["metadata"]["uid"]
-        grace = min(int(pod["metadata"].get("deletionGracePeriodSeconds", 30) or 0), 10)
+        grace = int(pod["metadata"].get("deletionGracePeriodSeconds", 30) or 0)
         under_way = self.sandbox_starts.get(uid)
         if under_way is not None:  # let it finish, so that the listing below finds it
             concurrent.futures.wait([under_way[1]], timeout=60)
         # Removed before the deletion is confirmed: once the pod is gone from the API,
         # nothing of it is left on the node.
-        list(self.pool.map(lambda c: self.runtime.stop_and_remove(c, grace),
-                           self.runtime.containers(uid)))
+        found = self.runtime.containers(uid)
+        if hooks.has_hooks(pod) and found:
+            # preStop hooks may take the whole grace period: not on the shared pool
+            with ThreadPoolExecutor(max_workers=len(found)) as own:
+                list(own.map(lambda c: self.containers.stop_for_deletion(pod, c, grace),
+                             found))
+        else:
+            list(self.pool.map(lambda c: self.runtime.stop_and_remove(
+                c, min(grace, containers.KILL_GRACE_MAX_S)), found))
         for sandbox in self.runtime.sandboxes(uid):  # last, as Kubernetes' StopPodSandbox
             self.runtime.stop_and_remove(sandbox, 0)
         with self.volume_lock:

@@ -6,7 +6,10 @@ every decision is made from that list: which init container runs next, whether a
 container restarts now or waits out its back-off, and the containerStatus to report.
 Starting a container resolves its environment, its volume mounts (subPath and subPathExpr
 through the safe subPath code) and its image, and turns each failure into the waiting
-reason and event a kubelet gives (CreateContainerConfigError, ErrImagePull, ...).
+reason and event a kubelet gives (CreateContainerConfigError, ErrImagePull, ...). A started
+container's postStart hook runs on its own thread (kubelet.hooks); until it ends the container
+is reported as before its start, and a failed hook gets the container killed and restarted
+as the restart policy says. Every kill runs the container's preStop hook first.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from docker.models.containers import Container
 
 from apimachinery import quantity
-from kubelet import envvars, mount, prober, runtime, status, subpath, volumes
+from kubelet import envvars, hooks, mount, prober, runtime, status, subpath, volumes
 from kubelet.config import KubeletConfig
 
 Object = dict[str, Any]
@@ -48,6 +51,9 @@ class PodMemory:
     reported: set[str] = field(default_factory=set)
     evicted: str = ""  # the eviction message, once the pod has been evicted
     volumes_released: bool = False  # a terminal pod's volumes are torn down once
+    # container name -> the message of its last failed postStart hook (the reason cache's
+    # PostStartHookError), until a start succeeds
+    hook_errors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,29 @@ def _mark_init(st: Object, kind: str) -> Object:
     return st
 
 
+def spec_of(pod: Object, name: str) -> tuple[Object, str] | None:
+    """The container named `name` in the pod's spec, and its kind."""
+    for kind in (APP, INIT):
+        for container in pod["spec"].get(kind) or []:
+            if container.get("name") == name:
+                return container, kind
+    return None
+
+
+def creating_reason(pod: Object) -> str:
+    """The waiting reason of a container not started yet (Kubernetes' default state)."""
+    return "PodInitializing" if pod["spec"].get("initContainers") else "ContainerCreating"
+
+
+def pod_grace(pod: Object) -> int:
+    """setTerminationGracePeriod for a kill that is no probe's: the deletion's grace period,
+    else the pod's."""
+    value = pod["metadata"].get("deletionGracePeriodSeconds")
+    if not isinstance(value, int):
+        value = pod["spec"].get("terminationGracePeriodSeconds", 30)
+    return max(int(value or 0), 0)
+
+
 def succeeded(st: Object) -> bool:
     return (st.get("state") or {}).get("terminated", {}).get("exitCode") == 0
 
@@ -110,10 +139,11 @@ class ContainerSync:
     def __init__(self, cfg: KubeletConfig, docker: runtime.DockerRuntime,
                  objects: volumes.ObjectSource, pod_dir: Callable[[str], Path],
                  event: EventSink, pool: ThreadPoolExecutor,
-                 probes: prober.ProbeManager | None = None) -> None:
+                 probes: prober.ProbeManager | None = None,
+                 post_start: hooks.PostStartHooks | None = None) -> None:
         self.cfg, self.runtime, self.objects = cfg, docker, objects
         self.pod_dir, self.event, self.pool = pod_dir, event, pool
-        self.probes = probes
+        self.probes, self.post_start = probes, post_start
 
     # --- init containers, then app containers ----------------------------------------------
 
@@ -149,7 +179,14 @@ class ContainerSync:
         count = int(latest.labels.get(runtime.ATTEMPT, "0"))
         previous = found[1] if len(found) > 1 else None
         current = runtime.container_status(latest, container.get("image", ""), count, previous)
-        if kind == APP and "running" in current["state"]:
+        hooked = self.after_post_start(run, container, kind, found, count)
+        if hooked is not None:
+            if isinstance(hooked, dict):
+                return hooked  # the hook is still running
+            found = [hooked, *found[1:]]
+            current = runtime.container_status(hooked, container.get("image", ""), count,
+                                               previous)
+        elif kind == APP and "running" in current["state"]:
             killed = self.kill_unhealthy(run.pod, container, latest, current["containerID"])
             if killed is None:
                 return current
@@ -171,13 +208,82 @@ class ContainerSync:
         why = self.probes.kill_reason(container_id) if self.probes is not None else None
         if why is None:
             return None
-        name = container["name"]
         policy = str(pod["spec"].get("restartPolicy", "Always"))
-        self.event(pod, "Normal", "Killing", prober.kill_message(name, why, policy),
-                   field_path(APP, name))
-        grace = min(prober.grace_period(pod, container, why), KILL_GRACE_MAX_S)
-        self.runtime.stop(latest, grace)
+        return self.kill(pod, container, APP, latest,
+                         prober.kill_message(container["name"], why, policy),
+                         prober.grace_period(pod, container, why))
+
+    def kill(self, pod: Object, container: Object, kind: str, latest: Container,
+             message: str, grace: int) -> Container:
+        """killContainer: a Killing event, the preStop hook, the stop; the container as it
+        ended."""
+        self.event(pod, "Normal", "Killing", message, field_path(kind, container["name"]))
+        self.stop(pod, container, kind, latest, grace)
         return self.runtime.refreshed(latest)
+
+    def stop(self, pod: Object, container: Object, kind: str, latest: Container,
+             grace: int) -> None:
+        """Stop a container within `grace` seconds: its preStop hook first (when it runs and
+        there is time), then SIGTERM for what is left, at least hooks.MINIMUM_GRACE_S; a
+        stop never waits longer than KILL_GRACE_MAX_S (it holds the pod's worker)."""
+        handler = hooks.handler_of(container, "preStop")
+        if handler is None or self.post_start is None or grace <= 0 or \
+                latest.status != "running":
+            self.runtime.stop(latest, min(grace, KILL_GRACE_MAX_S))
+            return
+        uid = str(pod["metadata"]["uid"])
+        target = hooks.Target(pod, container, latest.id, lambda: self.runtime.pod_ip(uid))
+        spent = hooks.run_pre_stop(self.post_start.runner, target, handler, grace, self.event,
+                                   field_path(kind, container["name"]))
+        self.runtime.stop(latest, hooks.stop_grace(grace, spent, KILL_GRACE_MAX_S))
+
+    def stop_for_deletion(self, pod: Object, container: Container, grace: int) -> None:
+        """A pod being deleted: stop (preStop first) and remove one of its containers."""
+        found = spec_of(pod, str(container.labels.get(runtime.CONTAINER_NAME, "")))
+        if found is not None and hooks.handler_of(found[0], "preStop") is not None:
+            self.stop(pod, found[0], found[1], container, grace)
+        self.runtime.stop_and_remove(container, min(grace, KILL_GRACE_MAX_S))
+
+    # --- postStart --------------------------------------------------------------------------
+
+    def after_post_start(self, run: PodRun, container: Object, kind: str,
+                         found: list[Container], count: int) -> Object | Container | None:
+        """Where the latest attempt's postStart hook stands: None when it has none running
+        or it succeeded; the status to report while it runs; or, when it failed, the
+        container killed for it (FailedPostStartHook, as startContainer does)."""
+        latest = found[0]
+        if self.post_start is None:
+            return None
+        hook = self.post_start.of(latest.id)
+        if hook is None:
+            return None
+        name = container["name"]
+        if not hook.done:
+            return self.before_start(run, container, found[1] if len(found) > 1 else None,
+                                     count)
+        self.post_start.forget(latest.id)
+        if not hook.error:
+            run.memory.hook_errors.pop(name, None)
+            return None
+        run.memory.hook_errors[name] = hook.error
+        self.event(run.pod, "Warning", hooks.POST_START_FAILED, "PostStartHook failed",
+                   field_path(kind, name))
+        return self.kill(run.pod, container, kind, latest, hooks.POST_START_FAILED,
+                         pod_grace(run.pod))
+
+    def before_start(self, run: PodRun, container: Object, previous: Container | None,
+                     count: int) -> Object:
+        """The status of a container whose postStart hook runs: what it was before this
+        attempt started (a kubelet writes no status while its sync waits for the hook)."""
+        name, image = container["name"], container.get("image", "")
+        if previous is None:
+            return status.waiting(name, image, creating_reason(run.pod))
+        before = runtime.container_status(previous, image, max(count - 1, 0), None)
+        error = run.memory.hook_errors.get(name)
+        if error is None:
+            return before
+        return status.waiting(name, image, hooks.POST_START_ERROR, error, before["restartCount"],
+                              before["state"])
 
     def restart(self, run: PodRun, container: Object, kind: str, found: list[Container],
                 count: int) -> Object:
@@ -238,6 +344,13 @@ class ContainerSync:
             return status.waiting(name, image, "CreateContainerError", str(e), attempt, last)
         self.event(pod, "Normal", "Created", f"Created container {name}", where)
         self.event(pod, "Normal", "Started", f"Started container {name}", where)
+        handler = hooks.handler_of(container, "postStart")
+        if handler is not None and self.post_start is not None and created.status == "running":
+            sandbox = run.sandbox
+            self.post_start.launch(hooks.Target(pod, container, created.id,
+                                                lambda: runtime.address_of(sandbox())),
+                                   handler)
+            return self.before_start(run, container, previous, attempt)
         return runtime.container_status(created, image, attempt, previous)
 
     def _report(self, pod: Object, memory: PodMemory, where: str, message: str) -> None:

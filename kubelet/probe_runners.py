@@ -84,10 +84,20 @@ def join_host_port(host: str, port: int) -> str:
 
 # --- exec -----------------------------------------------------------------------------------
 
-def run_exec(api: Any, container_id: str, command: Sequence[str], timeout_s: float) -> Answer:
-    """Run `command` in the container through a Docker exec; exit 0 is success. Past
-    `timeout_s` the probe fails with the words of Kubernetes' CRI client (the command itself
-    is left to finish, as with a CRI ExecSync that timed out)."""
+@dataclass(frozen=True)
+class ExecResult:
+    """What a Docker exec gave back: its output, and its exit code (None past the deadline)."""
+
+    stdout: str
+    stderr: str
+    exit_code: int | None
+
+
+def exec_sync(api: Any, container_id: str, command: Sequence[str], timeout_s: float
+              ) -> ExecResult:
+    """Run `command` in the container through a Docker exec (CRI's ExecSync) and wait at
+    most `timeout_s` for it; each stream is cut at 10 KiB. Raises ProbeError when Docker
+    refuses the exec."""
     if not command:
         raise ProbeError("exec probe has no command")
     try:
@@ -101,13 +111,19 @@ def run_exec(api: Any, container_id: str, command: Sequence[str], timeout_s: flo
         stdout, stderr, finished = _read_exec(sock, deadline)
     finally:
         _close(sock)
-    if not finished:
+    code = _exit_code(api, created["Id"], deadline) if finished else None
+    return ExecResult(stdout.decode(errors="replace"), stderr.decode(errors="replace"), code)
+
+
+def run_exec(api: Any, container_id: str, command: Sequence[str], timeout_s: float) -> Answer:
+    """An exec probe: exit 0 is success. Past `timeout_s` the probe fails with the words of
+    Kubernetes' CRI client (the command itself is left to finish, as with a CRI ExecSync
+    that timed out)."""
+    result = exec_sync(api, container_id, command, timeout_s)
+    if result.exit_code is None:
         return Answer(Outcome.FAILURE, f'command "{" ".join(command)}" timed out')
-    output = (stdout + stderr)[:MAX_OUTPUT].decode(errors="replace")
-    code = _exit_code(api, created["Id"], deadline)
-    if code is None:
-        return Answer(Outcome.FAILURE, f'command "{" ".join(command)}" timed out')
-    return Answer(Outcome.SUCCESS if code == 0 else Outcome.FAILURE, output)
+    output = (result.stdout + result.stderr)[:MAX_OUTPUT]
+    return Answer(Outcome.SUCCESS if result.exit_code == 0 else Outcome.FAILURE, output)
 
 
 def _read_exec(sock: socket.socket, deadline: float) -> tuple[bytes, bytes, bool]:
@@ -166,15 +182,16 @@ def probe_url(action: Object, container: Object, pod_ip: str) -> str:
     return f"{scheme}://{join_host_port(host, port)}{path}"
 
 
-def probe_headers(action: Object) -> list[tuple[str, str]]:
-    """The request headers: httpHeaders as given, User-Agent kube-probe/1.32 and Accept */*
-    unless given (an empty Accept given removes it), as newProbeRequest sets them."""
+def probe_headers(action: Object, user_agent: str = USER_AGENT) -> list[tuple[str, str]]:
+    """The request headers: httpHeaders as given, User-Agent kube-probe/1.32 (or the
+    lifecycle hooks' kube-lifecycle/1.32) and Accept */* unless given (an empty Accept given
+    removes it), as newProbeRequest sets them."""
     given = [(str(h.get("name", "")), str(h.get("value", "")))
              for h in action.get("httpHeaders") or []]
     names = {n.lower() for n, _ in given}
     headers = [(n, v) for n, v in given if not (n.lower() == "accept" and not v)]
     if "user-agent" not in names:
-        headers.append(("User-Agent", USER_AGENT))
+        headers.append(("User-Agent", user_agent))
     if "accept" not in names:
         headers.append(("Accept", "*/*"))
     return headers
@@ -190,24 +207,37 @@ def http_outcome(status: int, body: str) -> Answer:
     return Answer(Outcome.FAILURE, f"HTTP probe failed with statuscode: {status}")
 
 
-def run_http(url: str, headers: Sequence[tuple[str, str]], timeout_s: float) -> Answer:
-    """GET `url`, following same-host redirects; every transport error is a failure whose
-    output reads as Go's client error does."""
+class HttpFailure(Exception):
+    """The GET got no response; the message reads as Go's client error ('Get "url": ...')."""
+
+
+def http_get(url: str, headers: Sequence[tuple[str, str]], timeout_s: float
+             ) -> tuple[int, str]:
+    """(status, body) of a GET of `url`, following same-host redirects (at most 10) as the
+    kubelet's probe and lifecycle clients do; raises HttpFailure without a response."""
     deadline = time.monotonic() + timeout_s
     current, sent, made = url, list(headers), 0
     while True:
         try:
             status, location, body = _get(current, sent, deadline)
         except OSError as e:
-            return Answer(Outcome.FAILURE, f'Get "{current}": {_http_error(current, e)}')
+            raise HttpFailure(f'Get "{current}": {_http_error(current, e)}') from e
         made += 1
         target = urllib.parse.urljoin(current, location) if location else ""
         if status not in REDIRECTS or not target or _hostname(target) != _hostname(url):
-            return http_outcome(status, body)  # a redirect elsewhere: http.ErrUseLastResponse
+            return status, body  # a redirect elsewhere: http.ErrUseLastResponse
         if made >= MAX_REDIRECTS:  # Go's client names the Location it refused to follow
-            return Answer(Outcome.FAILURE,
-                          f'Get "{location}": stopped after {MAX_REDIRECTS} redirects')
+            raise HttpFailure(f'Get "{location}": stopped after {MAX_REDIRECTS} redirects')
         sent, current = _redirect_headers(sent, location), target
+
+
+def run_http(url: str, headers: Sequence[tuple[str, str]], timeout_s: float) -> Answer:
+    """An HTTP probe: GET `url`; every transport error is a failure whose output reads as
+    Go's client error does."""
+    try:
+        return http_outcome(*http_get(url, headers, timeout_s))
+    except HttpFailure as e:
+        return Answer(Outcome.FAILURE, str(e))
 
 
 def _hostname(url: str) -> str:
