@@ -396,6 +396,8 @@ class Kubelet:
         # Removed before the deletion is confirmed: once the pod is gone from the API,
         # nothing of it is left on the node.
         found = self.runtime.containers(uid)
+        for container in found:
+            self.containers.announce_stop(pod, container)
         if hooks.has_hooks(pod) and found:
             # preStop hooks may take the whole grace period: not on the shared pool
             with ThreadPoolExecutor(max_workers=len(found)) as own:

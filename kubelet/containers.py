@@ -1,5 +1,8 @@
-"""The containers of one pod: init containers one after the other, then the app containers
-side by side, each started, watched and restarted as Kubernetes' restart policy says.
+"""The containers of one pod: init containers one after the other, then the app containers,
+each started, watched and restarted as Kubernetes' restart policy says. App containers
+start side by side unless one has a postStart hook: then they go in spec order, and those
+after a container whose hook still runs are not started until it ends (Kubernetes' SyncPod
+starts them one by one and startContainer waits for the hook).
 
 The pod's Docker containers are listed once per sync (`existing`, newest attempt first) and
 every decision is made from that list: which init container runs next, whether a stopped
@@ -165,14 +168,40 @@ class ContainerSync:
         return statuses, all(succeeded(s) for s in statuses)
 
     def app_containers(self, run: PodRun) -> list[Object]:
-        # Containers of a pod start side by side: a Docker create and start take a while.
         specs = run.pod["spec"]["containers"]
+        if self.post_start is not None and any(
+                hooks.handler_of(c, "postStart") is not None for c in specs):
+            return self.in_spec_order(run, specs, self.post_start)
+        # Without hooks, order is not observable (Kubernetes' starts take milliseconds
+        # each): start side by side, as a Docker create and start take a while.
         if len(specs) == 1:
             return [self.sync_container(run, specs[0], APP)]
         return list(self.pool.map(lambda c: self.sync_container(run, c, APP), specs))
 
-    def sync_container(self, run: PodRun, container: Object, kind: str) -> Object:
+    def in_spec_order(self, run: PodRun, specs: Sequence[Object],
+                      post_start: hooks.PostStartHooks) -> list[Object]:
+        """SyncPod's start loop: once a container's postStart hook runs, the containers
+        after it that need starting wait for it (startContainer returns when the hook
+        ends). A failed hook holds nothing back: its container is killed, and Kubernetes
+        goes on with the next one, restarting the failed one only on a later sync."""
+        uid = str(run.pod["metadata"]["uid"])
+        statuses: list[Object] = []
+        held = False
+        for container in specs:
+            before = post_start.latest(uid, container["name"])
+            statuses.append(self.sync_container(run, container, APP, held))
+            now = post_start.latest(uid, container["name"])
+            held = held or hook_holds(before, now)
+        return statuses
+
+    def sync_container(self, run: PodRun, container: Object, kind: str,
+                       held: bool = False) -> Object:
+        """Start, watch or restart one container; `held`: it may not be started now (it
+        waits for the postStart hook of a container before it)."""
         found = attempts_of(run.existing, container["name"])
+        if not found and held:
+            return status.waiting(container["name"], container.get("image", ""),
+                                  creating_reason(run.pod))
         if not found:
             return self.start(run, container, kind, 0, None)
         latest = found[0]
@@ -198,7 +227,7 @@ class ContainerSync:
         code = current["state"]["terminated"]["exitCode"]
         if not should_restart(kind, run.pod["spec"].get("restartPolicy", "Always"), code):
             return current
-        return self.restart(run, container, kind, found, count)
+        return self.restart(run, container, kind, found, count, held)
 
     def kill_unhealthy(self, pod: Object, container: Object, latest: Container,
                        container_id: str) -> Container | None:
@@ -236,6 +265,16 @@ class ContainerSync:
         spent = hooks.run_pre_stop(self.post_start.runner, target, handler, grace, self.event,
                                    field_path(kind, container["name"]))
         self.runtime.stop(latest, hooks.stop_grace(grace, spent, KILL_GRACE_MAX_S))
+
+    def announce_stop(self, pod: Object, container: Container) -> None:
+        """killContainersWithSyncResult's Killing event, for a running container of a pod
+        being deleted."""
+        if container.status != "running":
+            return
+        name = str(container.labels.get(runtime.CONTAINER_NAME, ""))
+        found = spec_of(pod, name)
+        self.event(pod, "Normal", "Killing", f"Stopping container {name}",
+                   field_path(found[1] if found else APP, name))
 
     def stop_for_deletion(self, pod: Object, container: Container, grace: int) -> None:
         """A pod being deleted: stop (preStop first) and remove one of its containers."""
@@ -286,14 +325,19 @@ class ContainerSync:
                               before["state"])
 
     def restart(self, run: PodRun, container: Object, kind: str, found: list[Container],
-                count: int) -> Object:
+                count: int, held: bool = False) -> Object:
         name, latest = container["name"], found[0]
         backoff = run.memory.backoff.setdefault(name, Backoff())
         finished = runtime.finished_at(latest)
         last = runtime.container_status(latest, container.get("image", ""), count, None)
-        if time.time() - _epoch(finished) < backoff.delay:
+        in_backoff = time.time() - _epoch(finished) < backoff.delay
+        if in_backoff or (held and backoff.reported_for == finished):
+            # Held once its back-off is over, it shows what it showed (the reason cache).
             return self._backing_off(run.pod, container, kind, backoff, finished, count,
                                      last["state"])
+        if held:
+            return runtime.container_status(latest, container.get("image", ""), count,
+                                            found[1] if len(found) > 1 else None)
         backoff.delay = min(backoff.delay * 2 or self.cfg.backoff_initial_s,
                             self.cfg.backoff_max_s)
         for old in found[1:]:
@@ -409,6 +453,15 @@ def mount_sub_path(volume_mount: Object, env: Mapping[str, str]) -> str:
         raise envvars.ContainerConfigError(
             f"unable to provision SubPath `{sub_path}`: must not contain '..'")
     return sub_path
+
+
+def hook_holds(before: hooks.PostStart | None, now: hooks.PostStart | None) -> bool:
+    """Whether a container's postStart hook, `before` and after its sync, holds back
+    the containers after it: it does while it runs, unless it is the rerun of a hook that
+    failed in this very sync (Kubernetes starts the next containers before that rerun)."""
+    if now is None or now.done:
+        return False
+    return before is None or before is now or not before.error
 
 
 def _epoch(stamp: str) -> float:

@@ -12,7 +12,9 @@ waiting message (reason PostStartHookError).
 
 postStart runs on its own thread once the container has started: the pod's sync goes on and
 the container is reported as it was before this attempt until the hook ends, since a
-Kubernetes kubelet writes no status while its sync waits for the hook. A preStop hook runs
+Kubernetes kubelet writes no status while its sync waits for the hook. As that sync waits,
+so do the pod's containers after this one that were to be started (kubelet.containers holds
+them back while `latest` says the hook runs). A preStop hook runs
 before the stop, within the grace period, and its time counts against it; the container then
 still gets at least MINIMUM_GRACE_S of SIGTERM.
 """
@@ -216,6 +218,14 @@ class PostStartHooks:
     def of(self, container_id: str) -> PostStart | None:
         with self.lock:
             return self.runs.get(container_id)
+
+    def latest(self, uid: str, name: str) -> PostStart | None:
+        """The last hook launched for the pod's container `name` and not yet forgotten."""
+        with self.lock:
+            found = [r for r in self.runs.values()
+                     if r.target.pod["metadata"]["uid"] == uid
+                     and r.target.container["name"] == name]
+        return found[-1] if found else None
 
     def forget(self, container_id: str) -> None:
         with self.lock:

@@ -7,6 +7,7 @@ failing as the kubelet fails them. Busybox has no /tmp: files go to / or a hostP
 
 from __future__ import annotations
 
+import calendar
 import time
 from pathlib import Path
 
@@ -142,3 +143,53 @@ def test_liveness_restart_runs_pre_stop(api: httpx.Client, ns: str, tmp_path: Pa
              20)
     assert (tmp_path / "prestop").read_text().startswith("stopping\n")
     delete_pod(api, ns, "unhealthy")
+
+
+def test_post_start_holds_back_the_containers_after_it(api: httpx.Client, ns: str) -> None:
+    # The sidecar pattern: the app (second) starts only once the proxy's hook has ended.
+    shared = [{"name": "shared", "mountPath": "/shared"}]
+    create(api, f"/api/v1/namespaces/{ns}/pods", {"metadata": {"name": "ordered"}, "spec": {
+        "nodeName": NODE, "terminationGracePeriodSeconds": 2,
+        "volumes": [{"name": "shared", "emptyDir": {}}],
+        "containers": [
+            busybox("proxy", SIGTERM_EXIT, volumeMounts=shared, lifecycle={"postStart": {
+                "exec": {"command": ["sh", "-c", "sleep 3; date +%s > /shared/ready"]}}}),
+            busybox("app", "if test -f /shared/ready; then echo yes; else echo no; fi"
+                    f" > /shared/app; {SIGTERM_EXIT}", volumeMounts=shared)]}})
+    event(api, ns, "ordered", "Started")
+    # While the proxy's hook runs the app is not even created.
+    app = wait_for("the app's status", lambda: next((
+        s for s in ((get_pod(api, ns, "ordered") or {}).get("status") or {}).get(
+            "containerStatuses") or [] if s["name"] == "app"), None), 3)
+    assert app["state"]["waiting"]["reason"] == "ContainerCreating"
+    assert [e["involvedObject"]["fieldPath"] for e in events_of(api, ns, "ordered")
+            if e["reason"] == "Started"] == ["spec.containers{proxy}"]
+    pod = wait_phase(api, ns, "ordered", "Running", timeout=20)
+    assert docker_exec(pod, "app", "cat", "/shared/app").strip() == "yes"
+    ready = int(docker_exec(pod, "app", "cat", "/shared/ready"))
+    started = {s["name"]: _epoch(s["state"]["running"]["startedAt"])
+               for s in pod["status"]["containerStatuses"]}
+    assert started["app"] >= ready >= started["proxy"] + 3, (started, ready)
+    delete_pod(api, ns, "ordered")
+
+
+def test_failed_post_start_holds_nothing_back(api: httpx.Client, ns: str) -> None:
+    # Kubernetes kills the container of a failed hook and goes on with the next one; the
+    # failed one's rerun (whose hook runs again) does not hold back what it let through.
+    proxy = busybox("proxy", SIGTERM_EXIT, lifecycle={
+        "postStart": {"exec": {"command": ["sh", "-c", "sleep 2; exit 1"]}}})
+    run_pod(api, ns, "fails-first", proxy, containers=[proxy, busybox("app", SIGTERM_EXIT)])
+
+    def app_running() -> dict[str, Object] | None:
+        pod = get_pod(api, ns, "fails-first") or {}
+        found = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses", [])}
+        return found if "running" in found.get("app", {}).get("state", {}) else None
+    found = wait_for("app running", app_running, 20)
+    # The proxy's second hook is still running: its first failure is what shows.
+    assert found["proxy"]["state"]["waiting"]["reason"] == "PostStartHookError"
+    assert found["proxy"]["restartCount"] == 0
+    delete_pod(api, ns, "fails-first")
+
+
+def _epoch(stamp: str) -> int:
+    return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))

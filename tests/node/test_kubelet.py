@@ -156,6 +156,13 @@ def test_pod_with_every_volume(api: httpx.Client, ns: str,
     uid = pod["metadata"]["uid"]
     assert api.delete(f"/api/v1/namespaces/{ns}/pods/app").status_code in (200, 202)
     wait_for("pod gone", lambda: get_pod(api, ns, "app") is None, timeout=30)
+    def killing() -> list[tuple[str, str]] | None:
+        found = sorted((e["involvedObject"]["fieldPath"], e["message"])
+                       for e in events_of(api, ns, "app") if e["reason"] == "Killing")
+        return found if len(found) >= 2 else None
+    stopping = wait_for("Killing events", killing)
+    assert stopping == [("spec.containers{reader}", "Stopping container reader"),
+                        ("spec.containers{writer}", "Stopping container writer")]
     wait_for("pod dir removed", lambda: not (root / "pods" / uid).exists())
     assert not mounts_under(root)
     assert (tmp_path / "pv" / "kept").read_text() == "kept\n"  # the PV's data is untouched

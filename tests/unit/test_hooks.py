@@ -1,7 +1,8 @@
 """Lifecycle hook handlers without Docker: Go's quoting of messages, the tcpSocket handler's
 "invalid handler" text, the preStop grace arithmetic (killContainer's 2 s minimum), sleep
 hooks and their cancellation, and httpGet hooks against a real local HTTP server (any
-response is success; only a failed request fails, with Go's client error)."""
+response is success; only a failed request fails, with Go's client error), and when a
+postStart hook holds back the containers after its own."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kubelet import hooks
+from kubelet import containers, hooks
 
 POD = {"metadata": {"name": "web", "namespace": "ns", "uid": "u-1"}, "spec": {}}
 CONTAINER = {"name": "c", "ports": [{"name": "http", "containerPort": 0}]}
@@ -122,3 +123,39 @@ def test_has_hooks() -> None:
     assert not hooks.has_hooks({"spec": {"containers": [{"name": "c"}]}})
     assert hooks.has_hooks({"spec": {"containers": [{"name": "c", "lifecycle": {
         "preStop": {"sleep": {"seconds": 1}}}}]}})
+
+
+def run_of(done: bool = False, error: str = "") -> hooks.PostStart:
+    return hooks.PostStart(target(), done, error)
+
+
+RUNNING = run_of()
+
+
+@pytest.mark.parametrize("before, now, holds", [
+    (None, None, False),  # no hook
+    (None, RUNNING, True),  # launched by this sync
+    (RUNNING, RUNNING, True),  # still running since an earlier sync
+    (RUNNING, run_of(done=True), False),  # ended before the next container's turn
+    (run_of(done=True), RUNNING, True),  # a restarted container reruns its hook
+    (run_of(done=True, error="failed"), RUNNING, False),  # failed now: the next ones go on
+    (run_of(done=True, error="failed"), None, False),  # failed, restart backing off
+])
+def test_which_post_start_hook_holds_back_the_next_containers(
+        before: hooks.PostStart | None, now: hooks.PostStart | None, holds: bool) -> None:
+    assert containers.hook_holds(before, now) is holds
+
+
+def test_latest_post_start_hook_of_a_container() -> None:
+    ended = threading.Event()
+    runs = hooks.PostStartHooks(hooks.HandlerRunner(None), lambda uid: ended.set())
+    first = target(container={"name": "proxy"})
+    runs.launch(first, {"sleep": {"seconds": 1}})
+    runs.launch(hooks.Target(POD, {"name": "app"}, "cid-2", lambda: ""), {"sleep": {"seconds": 0}})
+    found = runs.latest("u-1", "proxy")
+    assert found is not None and found.target is first and not found.done
+    assert runs.latest("u-2", "proxy") is None
+    assert ended.wait(5)
+    runs.forget("cid")
+    assert runs.latest("u-1", "proxy") is None
+    runs.cancel_pod("u-1")
