@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fs import errors as fserrors
 from fs.base import FS
@@ -32,6 +32,9 @@ from fs.osfs import OSFS
 from fs.permissions import Permissions
 
 from csi_like import contract, errors, naming
+
+if TYPE_CHECKING:
+    from csi_like.sftpfs import SessionPool  # paramiko is only needed for remote exports
 
 PROVISIONER = "storagelab.io/nfs"
 VERSION = "0.1.0"
@@ -136,9 +139,9 @@ def _host_key_check(value: str) -> bool:
 
 @contextmanager
 def open_export(cls: NfsClass, secrets: Mapping[str, str],
-                sessions: Any = None) -> Iterator[FS]:
-    """The export's root as a pyfilesystem2 FS: OSFS locally, SFTP otherwise (on a session
-    of `sessions`, an `sftpfs.SessionPool`, when given); closed after."""
+                sessions: SessionPool | None) -> Iterator[FS]:
+    """The export's root as a pyfilesystem2 FS: OSFS locally, otherwise SFTP on a session of
+    `sessions` (which a remote export needs); closed after."""
     try:
         with _open(cls, secrets, sessions) as export:
             yield export
@@ -149,19 +152,14 @@ def open_export(cls: NfsClass, secrets: Mapping[str, str],
 
 
 @contextmanager
-def _open(cls: NfsClass, secrets: Mapping[str, str], sessions: Any) -> Iterator[FS]:
+def _open(cls: NfsClass, secrets: Mapping[str, str],
+          sessions: SessionPool | None) -> Iterator[FS]:
     if cls.export_local_path:
         _check_local_export(cls.export_local_path)
         with OSFS(cls.export_local_path) as export:
             yield export
         return
-    from csi_like import sftpfs  # paramiko is only needed for remote exports
-
-    if sessions is None:
-        with sftpfs.open_sftp_fs(cls.ssh_host, cls.ssh_port, cls.share, secrets,
-                                 check_host_key=cls.check_host_key) as export:
-            yield export
-        return
+    assert sessions is not None, "a remote export is reached through a SessionPool"
     with sessions.filesystem(cls.ssh_host, cls.ssh_port, cls.share, secrets,
                              check_host_key=cls.check_host_key) as export:
         yield export
@@ -349,7 +347,7 @@ class NfsDriver:
 
     def __init__(self, mounter: NfsMounter | None = None) -> None:
         self.mounter = mounter
-        self._sessions: Any = None  # an sftpfs.SessionPool once an SFTP export is used
+        self._sessions: SessionPool | None = None  # made when an SFTP export is first used
 
     def _export(self, cls: NfsClass, secrets: Mapping[str, str] | None
                 ) -> contextlib.AbstractContextManager[FS]:

@@ -63,16 +63,14 @@ def _converted(path: str) -> Iterator[None]:
 
 
 class SFTPFS(FS):
-    """pyfilesystem2 FS rooted at `root` on an open paramiko SFTP client; given `ssh`, it
-    owns the connection and closes it when closed (a pooled session is left open)."""
+    """pyfilesystem2 FS rooted at `root` on an open paramiko SFTP client (a pooled session's:
+    closing the FS leaves the session open)."""
 
     _meta = _META
 
-    def __init__(self, sftp: paramiko.SFTPClient, root: str,
-                 ssh: paramiko.SSHClient | None = None) -> None:
+    def __init__(self, sftp: paramiko.SFTPClient, root: str) -> None:
         super().__init__()
         self.sftp = sftp
-        self.ssh = ssh
         self.root = posixpath.normpath(root)
 
     def remote(self, path: str) -> str:
@@ -185,13 +183,6 @@ class SFTPFS(FS):
             return None
         _bsize, frsize, _blocks, _bfree, bavail = (message.get_int64() for _ in range(5))
         return int(frsize * bavail)
-
-    def close(self) -> None:
-        if not self.isclosed() and self.ssh is not None:  # it owns the connection
-            self.sftp.close()
-            self.ssh.close()
-        super().close()
-
 
 class _SftpBinary(io.RawIOBase):
     """Binary file over an SFTP handle, shaped as pyfilesystem expects (io-compatible)."""
@@ -328,13 +319,6 @@ def connect(host: str, port: int, root: str, secrets: Mapping[str, str],
         client.close()
         raise errors.TemporaryError(f"SFTP to {host}:{port} failed: {e}") from e
     return Session(client, sftp)
-
-
-def open_sftp_fs(host: str, port: int, root: str, secrets: Mapping[str, str],
-                 check_host_key: bool = True) -> SFTPFS:
-    """A new connection as an SFTPFS rooted at `root`; closing it closes the connection."""
-    session = connect(host, port, root, secrets, check_host_key)
-    return SFTPFS(session.sftp, root, session.client)
 
 
 class SessionPool:
