@@ -10,8 +10,8 @@ evicted for outgrowing an emptyDir's sizeLimit) gives its volumes back. Volume o
 are serialized (the volume manager and its mount records expect one caller at a time);
 Docker calls are not. A pod with lifecycle hooks syncs on a thread of its own rather than
 the shared pool, so that a preStop hook waiting out its grace period holds only its own pod,
-as each pod has its own goroutine in Kubernetes. Containers and pod directories no pod wants any more (after a crash,
-or a deletion missed while down) are removed by a cleanup task.
+as each pod has its own goroutine in Kubernetes. Containers and pod directories no pod wants
+any more (after a crash, or a deletion missed while down) are removed by a cleanup task.
 """
 
 from __future__ import annotations
@@ -178,19 +178,19 @@ class Kubelet:
 
     def sync_all(self) -> None:
         for pod in self.pods.snapshot():
-            uid = pod["metadata"]["uid"]
-            self.workers.dispatch(uid, self._sync_of(uid), hooks.has_hooks(pod))
+            self._dispatch_sync(pod["metadata"]["uid"], pod)
         self.workers.dispatch(CLEANUP, self.cleanup)
 
-    def _sync_of(self, uid: str) -> Callable[[], None]:
-        return lambda: self.sync_uid(uid)
+    def _dispatch_sync(self, uid: str, pod: Object | None) -> None:
+        """Sync the pod on a worker (its own thread when it has lifecycle hooks)."""
+        self.workers.dispatch(uid, lambda: self.sync_uid(uid),
+                              pod is not None and hooks.has_hooks(pod))
 
     def _probed(self, uid: str) -> None:
         """A probe result changed, or a postStart hook ended: sync the pod now (its
         readiness to write, or a container to kill), as Kubernetes' sync loop wakes on the
         prober's updates."""
-        pod = self.pods.get(uid)
-        self.workers.dispatch(uid, self._sync_of(uid), pod is not None and hooks.has_hooks(pod))
+        self._dispatch_sync(uid, self.pods.get(uid))
 
     def sync_uid(self, uid: str) -> None:
         pod = self.pods.get(uid)  # the newest copy: the pod may have changed since dispatch
@@ -398,14 +398,15 @@ class Kubelet:
         found = self.runtime.containers(uid)
         for container in found:
             self.containers.announce_stop(pod, container)
+
+        def stop(container: Container) -> None:
+            self.containers.stop_for_deletion(pod, container, grace)
         if hooks.has_hooks(pod) and found:
             # preStop hooks may take the whole grace period: not on the shared pool
             with ThreadPoolExecutor(max_workers=len(found)) as own:
-                list(own.map(lambda c: self.containers.stop_for_deletion(pod, c, grace),
-                             found))
+                list(own.map(stop, found))
         else:
-            list(self.pool.map(lambda c: self.runtime.stop_and_remove(
-                c, min(grace, containers.KILL_GRACE_MAX_S)), found))
+            list(self.pool.map(stop, found))
         for sandbox in self.runtime.sandboxes(uid):  # last, as Kubernetes' StopPodSandbox
             self.runtime.stop_and_remove(sandbox, 0)
         with self.volume_lock:

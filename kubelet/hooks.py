@@ -14,9 +14,9 @@ postStart runs on its own thread once the container has started: the pod's sync 
 the container is reported as it was before this attempt until the hook ends, since a
 Kubernetes kubelet writes no status while its sync waits for the hook. As that sync waits,
 so do the pod's containers after this one that were to be started (kubelet.containers holds
-them back while `latest` says the hook runs). A preStop hook runs
-before the stop, within the grace period, and its time counts against it; the container then
-still gets at least MINIMUM_GRACE_S of SIGTERM.
+them back while `latest` says the hook runs). A preStop hook runs before the stop, within the
+grace period, and its time counts against it; the container then still gets at least
+MINIMUM_GRACE_S of SIGTERM.
 """
 
 from __future__ import annotations
