@@ -126,10 +126,7 @@ def creating_reason(pod: Object) -> str:
 def pod_grace(pod: Object) -> int:
     """setTerminationGracePeriod for a kill that is no probe's: the deletion's grace period,
     else the pod's."""
-    value = pod["metadata"].get("deletionGracePeriodSeconds")
-    if not isinstance(value, int):
-        value = pod["spec"].get("terminationGracePeriodSeconds", 30)
-    return max(int(value or 0), 0)
+    return prober.grace_or_pods(pod, pod["metadata"].get("deletionGracePeriodSeconds"))
 
 
 def succeeded(st: Object) -> bool:

@@ -424,8 +424,13 @@ class ProbeManager:
 def grace_period(pod: Object, container: Object, kind: ProbeType) -> int:
     """The probe's terminationGracePeriodSeconds, else the pod's (default 30)."""
     raw = container.get(kind.field) or {}
-    value = raw.get("terminationGracePeriodSeconds")
-    if not isinstance(value, int):
-        value = pod["spec"].get("terminationGracePeriodSeconds", 30)
-    return max(int(value or 0), 0)
+    return grace_or_pods(pod, raw.get("terminationGracePeriodSeconds"))
+
+
+def grace_or_pods(pod: Object, seconds: Any) -> int:
+    """`seconds` when it is a number of seconds, else the pod's terminationGracePeriodSeconds
+    (default 30); never negative (setTerminationGracePeriod)."""
+    if not isinstance(seconds, int):
+        seconds = pod["spec"].get("terminationGracePeriodSeconds", 30)
+    return max(int(seconds or 0), 0)
 
