@@ -83,7 +83,12 @@ def _default_probe(probe: Any) -> None:
                        ("failureThreshold", 3)):
         if not probe.get(key):
             probe[key] = value
-    http_get = probe.get("httpGet")
+    _default_http_get(probe)
+
+
+def _default_http_get(handler: Any) -> None:
+    """SetDefaults_HTTPGetAction, for a probe's or a lifecycle hook's httpGet."""
+    http_get = handler.get("httpGet") if isinstance(handler, MutableMapping) else None
     if isinstance(http_get, MutableMapping):
         _default(http_get, "path", "/")
         _default(http_get, "scheme", "HTTP")
@@ -107,11 +112,8 @@ def _default_container(container: Obj, host_network: bool) -> None:
         _default_probe(container.get(probe))
     lifecycle = container.get("lifecycle")
     for hook in ("postStart", "preStop"):
-        handler = lifecycle.get(hook) if isinstance(lifecycle, MutableMapping) else None
-        http_get = handler.get("httpGet") if isinstance(handler, MutableMapping) else None
-        if isinstance(http_get, MutableMapping):  # SetDefaults_HTTPGetAction
-            _default(http_get, "path", "/")
-            _default(http_get, "scheme", "HTTP")
+        _default_http_get(lifecycle.get(hook) if isinstance(lifecycle, MutableMapping)
+                          else None)
     for env in _items(container, "env"):
         field_ref = (env.get("valueFrom") or {}).get("fieldRef")
         if isinstance(field_ref, MutableMapping):
