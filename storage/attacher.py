@@ -111,6 +111,7 @@ class Attacher:
         self.drivers = dict(drivers)
         self.workers = workers
         self.attachments = informers.for_kind(VOLUME_ATTACHMENT)
+        self.volumes = informers.for_kind("PersistentVolume")  # external-attacher's PV lister
         self.queue = workqueue.WorkQueue("attacher", workqueue.Backoff(0.5, 30.0))
         self.attachments.add_handlers(informer.Handlers(
             self._changed, lambda old, new: self._changed(new), None))
@@ -159,19 +160,23 @@ class Attacher:
         self.attachments.assume(updated)
         self.queue.add(meta["name"])
 
-    async def _handle(self, va: Obj) -> str:
-        """The volume handle the driver knows the volume by (from the PV or inline spec)."""
+    def _handle(self, va: Obj) -> str:
+        """The volume handle the driver knows the volume by (from the PV or inline spec);
+        NotFound when the PV is not (or no longer) there."""
         source = (va.get("spec") or {}).get("source") or {}
         spec = source.get("inlineVolumeSpec")
         if spec is None:
-            pv = await self.kube.get("PersistentVolume", str(source.get("persistentVolumeName")))
+            name = str(source.get("persistentVolumeName"))
+            pv = self.volumes.get(name)
+            if pv is None:
+                raise kube_api.NotFound(f'persistentvolumes "{name}" not found')
             spec = pv.get("spec") or {}
         return str((spec.get("csi") or {}).get("volumeHandle") or "")
 
     async def _attach(self, va: Obj) -> None:
         spec = va["spec"]
         try:
-            handle = await self._handle(va)
+            handle = self._handle(va)
             metadata = self.drivers[spec["attacher"]].publish(handle, spec["nodeName"], False)
         except Exception as e:  # the driver's failure is reported on the object
             await self._status(va, {"attachError": {"time": _now(), "message": str(e)}})
@@ -184,7 +189,7 @@ class Attacher:
     async def _detach(self, va: Obj) -> None:
         spec = va["spec"]
         try:
-            handle = await self._handle(va)
+            handle = self._handle(va)
             self.drivers[spec["attacher"]].unpublish(handle, spec["nodeName"])
         except kube_api.NotFound:
             handle = ""  # the PV is gone: nothing left to ask the driver about
