@@ -355,7 +355,6 @@ class WatchResponse(Response):
     def __init__(self, chunks: AsyncIterator[bytes], media_type: str,
                  dropped: asyncio.Event) -> None:
         super().__init__(media_type=media_type)
-        self.content_type = media_type
         self.chunks = chunks
         self.dropped = dropped
 
@@ -381,7 +380,7 @@ class WatchResponse(Response):
                     asyncio.create_task(stop_on(self.dropped.wait))]
         try:
             await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", self.content_type.encode()),
+                        "headers": [(b"content-type", str(self.media_type).encode()),
                                     (b"cache-control", b"no-cache, private")]})
             async for chunk in self.chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
